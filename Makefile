@@ -7,10 +7,11 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up
+.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest
 
-## test: lint, then start PostgreSQL, MariaDB and Kafka, run every test, stop them.
-test: lint
+## test: lint, check the launcher cleans up after interrupts, then start
+## PostgreSQL, MariaDB and Kafka, run every test, stop them.
+test: lint env-selftest
 	$(ENV) run -- $(GOTEST) ./...
 
 lint: fmt-check vet staticcheck
@@ -28,6 +29,10 @@ staticcheck:
 ## unit: tests that need no server (integration tests skip, loudly).
 unit:
 	$(GOTEST) ./...
+
+## env-selftest: interrupt the launcher five ways; nothing may be left behind.
+env-selftest:
+	integration/env/selftest
 
 ## env-up: start the environment for a dev shell: eval "$$(make -s env-up)"
 env-up:
