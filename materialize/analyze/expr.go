@@ -90,6 +90,9 @@ func (a *analyzer) clause(n *pg_query.Node, sc *scope) error {
 	case *pg_query.Node_ResTarget:
 		return a.all(sc, []*pg_query.Node{x.ResTarget.Val}, x.ResTarget.Indirection)
 	case *pg_query.Node_SortBy:
+		if err := a.operator(x.SortBy.UseOp); err != nil {
+			return err
+		}
 		return a.expr(x.SortBy.Node, sc)
 	case *pg_query.Node_GroupingSet:
 		return a.exprs(x.GroupingSet.Content, sc)
@@ -154,13 +157,8 @@ func volatilityError(v Volatility, what string) error {
 }
 
 func (a *analyzer) aExpr(e *pg_query.A_Expr, sc *scope) error {
-	names := stringList(e.Name)
-	if len(names) > 0 {
-		if v, ok := a.cat.OperatorVolatility(names[len(names)-1]); ok {
-			if err := volatilityError(v, "operator "+strings.Join(names, ".")); err != nil {
-				return err
-			}
-		}
+	if err := a.operator(e.Name); err != nil {
+		return err
 	}
 	if err := a.expr(e.Lexpr, sc); err != nil {
 		return err
@@ -228,4 +226,19 @@ func typeName(t *pg_query.TypeName) string {
 		s += "[]"
 	}
 	return s
+}
+
+// operator refuses a user-defined operator whose function is not
+// immutable. Built-in operators are immutable or depend only on settings
+// that are part of the cache key (TimeZone, DateStyle).
+func (a *analyzer) operator(name []*pg_query.Node) error {
+	names := stringList(name)
+	if len(names) == 0 {
+		return nil
+	}
+	v, ok := a.cat.OperatorVolatility(names[len(names)-1])
+	if !ok {
+		return nil
+	}
+	return volatilityError(v, "operator "+strings.Join(names, "."))
 }
