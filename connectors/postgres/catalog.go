@@ -28,7 +28,8 @@ type CatalogConfig struct {
 
 // CatalogLoader reads the origin's catalog for query analysis: every
 // function's volatility (pg_proc, aggregates through their transition and
-// final functions), relation kinds, persistence and row security
+// final functions), relation kinds, persistence (temporary, unlogged) and
+// row security
 // (pg_class), columns with their types and collation determinism, view
 // definitions, and partition and inheritance children. It implements
 // materialize.CatalogLoader; call it at start and after schema changes.
@@ -101,14 +102,15 @@ const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast')"
 
 func loadRelations(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) error {
 	rows, _ := tx.Query(ctx, `
-		SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 't', c.relrowsecurity,
+		SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 't',
+		       c.relpersistence = 'u', c.relrowsecurity,
 		       CASE WHEN c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+`
 		            THEN pg_catalog.pg_get_viewdef(c.oid) ELSE '' END
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`)
 	var r analyze.Relation
 	var kind string
-	_, err := pgx.ForEachRow(rows, []any{&r.Schema, &r.Name, &kind, &r.Temporary, &r.RowSecurity, &r.Definition}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&r.Schema, &r.Name, &kind, &r.Temporary, &r.Unlogged, &r.RowSecurity, &r.Definition}, func() error {
 		r.Kind = analyze.RelKind(kind[0])
 		d.Relations = append(d.Relations, r)
 		return nil

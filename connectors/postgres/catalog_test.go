@@ -65,6 +65,7 @@ func TestCatalogLoaderVerdicts(t *testing.T) {
 		"CREATE TABLE p_b PARTITION OF p FOR VALUES IN ('b')",
 		"CREATE MATERIALIZED VIEW mv AS SELECT count(*) FROM t",
 		"CREATE TABLE sec (id int)",
+		"CREATE UNLOGGED TABLE ul (id int)",
 		"ALTER TABLE sec ENABLE ROW LEVEL SECURITY",
 	)
 	other := catalogConn(t, ctx)
@@ -95,6 +96,7 @@ func TestCatalogLoaderVerdicts(t *testing.T) {
 		{"SELECT * FROM p WHERE kind = 'a'", "", "p,p_a,p_b"},
 		{"SELECT * FROM mv", analyze.ReasonNotReplicated, ""},
 		{"SELECT * FROM sec", analyze.ReasonRowSecurity, ""},
+		{"SELECT * FROM ul", analyze.ReasonNotReplicated, ""},
 		{"SELECT * FROM " + tmp, analyze.ReasonTemporaryTable, ""},
 		{"SELECT relname FROM pg_class", analyze.ReasonSystemCatalog, ""},
 		{"SELECT * FROM information_schema.tables", analyze.ReasonSystemCatalog, ""},

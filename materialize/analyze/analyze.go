@@ -51,7 +51,9 @@ const maxViewDepth = 32
 
 // Analyze returns the verdict on in.SQL. The statement-level part of the
 // result depends only on SQL, SearchPath, Role and the catalog, so callers
-// may keep it per statement and apply [Admit] per execution.
+// may keep it per statement and apply [Admit] per execution. A nil cat is
+// an empty catalog: nothing that reads a table or calls a function is
+// cacheable.
 func Analyze(in Input, cat Catalog) Result {
 	if strings.IndexByte(in.SQL, 0) >= 0 {
 		// The parser reads a C string and would stop at the NUL; the
@@ -61,6 +63,9 @@ func Analyze(in Input, cat Catalog) Result {
 	tree, err := pg_query.Parse(in.SQL)
 	if err != nil {
 		return Result{Reason: ReasonSyntaxError, Detail: err.Error()}
+	}
+	if cat == nil {
+		cat = NewSnapshot(SnapshotData{})
 	}
 	var res Result
 	if fp, err := pg_query.FingerprintToUInt64(in.SQL); err == nil {

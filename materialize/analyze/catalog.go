@@ -58,6 +58,9 @@ type Relation struct {
 	Kind   RelKind `json:"kind"`
 	// Temporary is relpersistence = 't'.
 	Temporary bool `json:"temporary,omitempty"`
+	// Unlogged is relpersistence = 'u': its changes bypass the WAL, so
+	// they never reach the change stream.
+	Unlogged bool `json:"unlogged,omitempty"`
 	// RowSecurity is relrowsecurity: policies may read session settings
 	// that are not part of the cache key.
 	RowSecurity bool     `json:"row_security,omitempty"`

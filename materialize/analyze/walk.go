@@ -144,6 +144,9 @@ func (a *analyzer) rangeVar(rv *pg_query.RangeVar, sc *scope) error {
 	if err != nil {
 		return err
 	}
+	if rel.Unlogged {
+		return reject(ReasonNotReplicated, rel.QualifiedName()+" (unlogged)")
+	}
 	switch rel.Kind {
 	case KindTable, KindPartitioned:
 		sc.items = append(sc.items, a.tableItem(rel, ref, rv))
