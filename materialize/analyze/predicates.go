@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"strconv"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
@@ -126,6 +127,11 @@ func (a *analyzer) addPredicate(col *pg_query.Node, vals []Value, sc *scope) {
 	if !predicateTypes[c.Type] || c.NondeterministicCollation {
 		return
 	}
+	for _, v := range vals {
+		if !comparesAs(c.Type, v) {
+			return
+		}
+	}
 	p := Predicate{Column: name, Type: c.Type, Values: vals}
 	for _, i := range it.scans {
 		a.res.Scans[i].Predicates = append(a.res.Scans[i].Predicates, p)
@@ -212,4 +218,36 @@ func (a *analyzer) usingJoins(cols []*pg_query.Node, left, right []*fromItem) {
 			})
 		}
 	}
+}
+
+// family groups the predicate types whose values compare within one
+// domain: an int4 column against an int8 value is still integer equality.
+func family(t string) string {
+	switch t {
+	case "int2", "int4", "int8", "oid":
+		return "integer"
+	case "text", "varchar", "name":
+		return "text"
+	}
+	return t
+}
+
+// comparesAs reports whether comparing a column of type col with v is
+// equality within the column's own type family. A float literal against
+// an integer column, or a value cast to another family, makes PostgreSQL
+// compare in a different type (int4 = numeric: 1 = 1.0), which the
+// dependency index would have to reproduce; such predicates are dropped.
+func comparesAs(col string, v Value) bool {
+	if v.Cast != "" {
+		return family(strings.TrimSuffix(v.Cast, "[]")) == family(col)
+	}
+	switch v.Kind {
+	case "", "string": // a parameter or an untyped literal takes the column's type
+		return true
+	case "integer":
+		return family(col) == "integer"
+	case "bool":
+		return col == "bool"
+	}
+	return false
 }
