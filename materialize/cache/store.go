@@ -22,8 +22,9 @@ type Config struct {
 	// ExpectedEntries sizes ristretto's admission counters (ten per
 	// entry). Default MaxBytes/1024, at least 1000.
 	ExpectedEntries int64
-	// OnEvict, if set, is called with each entry ristretto evicts for room,
-	// so the dependency index can forget it. It must not block.
+	// OnEvict, if set, is called with each entry ristretto evicts for room
+	// or declines to admit after Set returned true, so the dependency index
+	// can forget it. It must not block.
 	OnEvict func(*Entry)
 }
 
@@ -78,7 +79,12 @@ func newStore(cfg Config, hash func([]byte) (uint64, uint64)) (*Store, error) {
 	}
 	if cfg.OnEvict != nil {
 		onEvict := cfg.OnEvict
-		rc.OnEvict = func(it *ristretto.Item[*Entry]) { onEvict(it.Value) }
+		rc.OnEvict = func(it *ristretto.Item[*Entry]) {
+			if it.Value != nil { // Clear also reports pending deletions
+				onEvict(it.Value)
+			}
+		}
+		rc.OnReject = rc.OnEvict
 	}
 	c, err := ristretto.NewCache(rc)
 	if err != nil {
