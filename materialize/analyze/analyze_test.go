@@ -75,3 +75,19 @@ func TestReasonsAreUnique(t *testing.T) {
 		seen[r] = true
 	}
 }
+
+func TestTimeDependentLiteral(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"now", true}, {" NOW ", true}, {"today", true}, {"tomorrow 10:00", true},
+		{"yesterday UTC", true}, {"2024-01-01", false}, {"epoch", false},
+		{"infinity", false}, {"42", false}, {"nowhere", false}, {"", false},
+	}
+	for _, tt := range tests {
+		if got := analyze.TimeDependentLiteral(tt.in); got != tt.want {
+			t.Errorf("TimeDependentLiteral(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
