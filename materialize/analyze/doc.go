@@ -11,7 +11,7 @@
 // pairs. The rules and the reasons are recorded in ADRs/0003-query-analysis.md.
 //
 // Analysis is meant to run once per statement text or prepared statement,
-// not per execution. It never panics on any input (fuzzed), and anything it
+// not per execution: [Memo] keeps the verdicts for one catalog snapshot. It never panics on any input (fuzzed), and anything it
 // does not understand is reported as not cacheable.
 //
 // # Concurrency
