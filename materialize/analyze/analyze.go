@@ -21,7 +21,10 @@ const (
 )
 
 // SessionState says whether every session setting that changes output is
-// known to the caller (and so part of the cache key).
+// known to the caller (and so part of the cache key), and whether the
+// session is free of temporary objects: a temp table created after the
+// catalog was loaded can shadow a cached table's name, so a session that
+// created one must report SessionUnknown.
 type SessionState int
 
 // Session states; the zero value is the safe one.
