@@ -36,6 +36,8 @@ var analysisQueries = []string{
 	"SELECT u.id, x.id FROM users u, LATERAL (SELECT id FROM orders o WHERE o.user_id = u.id AND o.status = 'open' ORDER BY id LIMIT 1) x WHERE u.active = false",
 	"SELECT u.name, count(o.id) FROM users u LEFT JOIN orders o ON o.user_id = u.id WHERE u.id IN (1, 7) GROUP BY u.name",
 	"SELECT max(id) FROM orders WHERE user_id = 3",
+	"SELECT id FROM users WHERE active AND org_id IN (1, 2) UNION ALL SELECT id FROM users WHERE NOT active AND org_id = 3",
+	"SELECT count(*) FROM users WHERE active IS FALSE",
 	// The ON clause of an outer join restricts nothing on the preserved side.
 	"SELECT u.id, o.id FROM users u LEFT JOIN orders o ON o.user_id = u.id AND u.org_id = 1",
 }

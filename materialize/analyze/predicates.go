@@ -35,6 +35,10 @@ func andChain(n *pg_query.Node, out []*pg_query.Node) []*pg_query.Node {
 // the conjuncts that restrict the rows of the block sc.
 func (a *analyzer) predicates(conj []*pg_query.Node, sc *scope) {
 	for _, c := range conj {
+		if col, v, ok := booleanColumn(c); ok {
+			a.addPredicate(col, []Value{{Const: v, Kind: "bool"}}, sc)
+			continue
+		}
 		e := c.GetAExpr()
 		if e == nil || !isEquals(e.Name) {
 			continue
@@ -250,4 +254,29 @@ func comparesAs(col string, v Value) bool {
 		return col == "bool"
 	}
 	return false
+}
+
+// booleanColumn reads the boolean tests of a column that filter like
+// equalities: `col` and `col IS TRUE` keep only true rows, `NOT col` and
+// `col IS FALSE` only false ones (NULL is dropped by all four).
+func booleanColumn(n *pg_query.Node) (*pg_query.Node, string, bool) {
+	switch x := n.GetNode().(type) {
+	case *pg_query.Node_ColumnRef:
+		return n, "true", true
+	case *pg_query.Node_BoolExpr:
+		if x.BoolExpr.Boolop == pg_query.BoolExprType_NOT_EXPR && len(x.BoolExpr.Args) == 1 && x.BoolExpr.Args[0].GetColumnRef() != nil {
+			return x.BoolExpr.Args[0], "false", true
+		}
+	case *pg_query.Node_BooleanTest:
+		if x.BooleanTest.Arg.GetColumnRef() == nil {
+			return nil, "", false
+		}
+		switch x.BooleanTest.Booltesttype {
+		case pg_query.BoolTestType_IS_TRUE:
+			return x.BooleanTest.Arg, "true", true
+		case pg_query.BoolTestType_IS_FALSE:
+			return x.BooleanTest.Arg, "false", true
+		}
+	}
+	return nil, "", false
 }
