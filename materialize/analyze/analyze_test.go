@@ -96,3 +96,30 @@ func TestTimeDependentLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestViewCycleIsRefused feeds a catalog no PostgreSQL would produce (a
+// view defined over itself): analysis must stop, not recurse forever.
+func TestViewCycleIsRefused(t *testing.T) {
+	cat := analyze.NewSnapshot(analyze.SnapshotData{Relations: []analyze.Relation{
+		{Schema: "public", Name: "v", Kind: analyze.KindView, Definition: "SELECT * FROM public.w"},
+		{Schema: "public", Name: "w", Kind: analyze.KindView, Definition: "SELECT * FROM public.v"},
+		{Schema: "public", Name: "broken", Kind: analyze.KindView, Definition: "DELETE FROM public.v"},
+	}})
+	for sql, want := range map[string]analyze.Reason{
+		"SELECT * FROM v":      analyze.ReasonTooComplex,
+		"SELECT * FROM broken": analyze.ReasonUnsupported,
+	} {
+		if res := analyze.Analyze(analyze.Input{SQL: sql, Session: analyze.SessionKnown}, cat); res.Reason != want {
+			t.Errorf("%s: reason %q (%s), want %q", sql, res.Reason, res.Detail, want)
+		}
+	}
+}
+
+func TestNilCatalogIsEmpty(t *testing.T) {
+	if res := analyze.Analyze(analyze.Input{SQL: "SELECT * FROM users", Session: analyze.SessionKnown}, nil); res.Reason != analyze.ReasonUnknownRelation {
+		t.Fatalf("reason %q, want unknown_relation", res.Reason)
+	}
+	if res := analyze.Analyze(analyze.Input{SQL: "SELECT 1 + 1", Session: analyze.SessionKnown}, nil); !res.Cacheable {
+		t.Fatalf("SELECT 1 + 1 with no catalog: %+v", res)
+	}
+}
