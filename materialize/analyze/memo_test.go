@@ -60,3 +60,23 @@ func BenchmarkMemoHit(b *testing.B) {
 		}
 	}
 }
+
+func TestMemoConcurrentUse(t *testing.T) {
+	m := analyze.NewMemo(loadCatalog(t), 50)
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 300 {
+				sql := fmt.Sprintf("SELECT * FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = %d", (i*7+g)%80)
+				if res := m.Analyze(analyze.Input{SQL: sql, Session: analyze.SessionKnown}); !res.Cacheable || len(res.Joins) != 1 {
+					t.Errorf("%s: %+v", sql, res)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}
