@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest
+.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-materialize
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -37,3 +37,10 @@ env-selftest:
 ## env-up: start the environment for a dev shell: eval "$$(make -s env-up)"
 env-up:
 	@$(ENV) up
+
+## bench-materialize: query analysis and result-store benchmarks (no server needed).
+bench-materialize:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./materialize/...
+
+## bench: every benchmark, figures for the closing notes.
+bench: bench-materialize

@@ -1,0 +1,92 @@
+package analyze
+
+import (
+	"hash/maphash"
+	"slices"
+	"sync"
+)
+
+// Memo keeps verdicts per (statement text, search_path, role) against one
+// catalog, so that a statement is analyzed once, not per execution. Make a
+// new Memo when the catalog is reloaded. The per-execution part of the
+// verdict ([Admit]) is applied on every call. Safe for concurrent use.
+type Memo struct {
+	cat  Catalog
+	max  int
+	seed maphash.Seed
+
+	mu      sync.RWMutex
+	entries map[uint64][]*memoEntry
+	n       int
+}
+
+type memoEntry struct {
+	sql        string
+	searchPath []string
+	role       string
+	res        Result
+}
+
+// NewMemo makes a Memo over cat holding at most maxEntries verdicts
+// (default 10000 when maxEntries <= 0). When full it is emptied: verdicts
+// are cheap to recompute, and a workload of ever-new texts must not grow
+// memory without bound.
+func NewMemo(cat Catalog, maxEntries int) *Memo {
+	if maxEntries <= 0 {
+		maxEntries = 10000
+	}
+	return &Memo{cat: cat, max: maxEntries, seed: maphash.MakeSeed(), entries: map[uint64][]*memoEntry{}}
+}
+
+// Analyze returns the verdict for in, from the memo when it has one. The
+// Result's slices are shared between callers: do not modify them.
+func (m *Memo) Analyze(in Input) Result {
+	h := m.hash(&in)
+	res, ok := m.lookup(h, &in)
+	if !ok {
+		stmt := in
+		stmt.Tx, stmt.Session = TxNone, SessionKnown
+		res = Analyze(stmt, m.cat)
+		m.store(h, &in, res)
+	}
+	if r, ok := Admit(in.Tx, in.Session); !ok && res.Reason == "" {
+		return Result{Reason: r, Fingerprint: res.Fingerprint}
+	}
+	return res
+}
+
+func (m *Memo) hash(in *Input) uint64 {
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	h.WriteString(in.SQL)
+	for _, s := range in.SearchPath {
+		h.WriteByte(0)
+		h.WriteString(s)
+	}
+	h.WriteByte(1)
+	h.WriteString(in.Role)
+	return h.Sum64()
+}
+
+func (m *Memo) lookup(h uint64, in *Input) (Result, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, e := range m.entries[h] {
+		if e.sql == in.SQL && e.role == in.Role && slices.Equal(e.searchPath, in.SearchPath) && (e.searchPath == nil) == (in.SearchPath == nil) {
+			return e.res, true
+		}
+	}
+	return Result{}, false
+}
+
+func (m *Memo) store(h uint64, in *Input, res Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n >= m.max {
+		clear(m.entries)
+		m.n = 0
+	}
+	e := &memoEntry{sql: in.SQL, searchPath: slices.Clone(in.SearchPath), role: in.Role, res: res}
+	m.entries[h] = append(m.entries[h], e)
+	m.n++
+}
