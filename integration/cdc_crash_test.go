@@ -285,5 +285,3 @@ func readVersions(t *testing.T, path, table string) (map[[2]int]schemas.LSN, int
 	})
 	return seen, dupes
 }
-
-
