@@ -79,6 +79,7 @@ func (r *Reader) emitHeartbeat(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return fmt.Errorf("emit heartbeat: %w", err)
 	}
+	r.heartbeats.Add(1)
 	return nil
 }
 
@@ -93,6 +94,9 @@ func (r *Reader) measureLag(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return nil
 }
+
+// Heartbeats counts the heartbeat messages written so far.
+func (r *Reader) Heartbeats() int64 { return r.heartbeats.Load() }
 
 // Lag is the slot lag in bytes at the last measurement (current WAL LSN
 // minus the slot's confirmed flush LSN); -1 before the first.

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,9 +82,24 @@ type running struct {
 	sub  *memory.Subscription
 	errc chan error
 	stop context.CancelFunc
+
+	once sync.Once
+	err  error
+}
+
+// wait returns the pipeline's result once it ends.
+func (r *running) wait() error {
+	r.once.Do(func() { r.err = <-r.errc })
+	return r.err
 }
 
 func (f *fixture) start(t *testing.T, from schemas.Position) *running {
+	t.Helper()
+	_, r := f.startReader(t, from)
+	return r
+}
+
+func (f *fixture) startReader(t *testing.T, from schemas.Position) (*postgres.Reader, *running) {
 	t.Helper()
 	reader, err := postgres.NewReader(f.cfg)
 	if err != nil {
@@ -102,11 +118,12 @@ func (f *fixture) start(t *testing.T, from schemas.Position) *running {
 	go func() { r.errc <- pipe.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-r.errc; err != nil && !errors.Is(err, context.Canceled) {
+		var reset *ingest.ResetError
+		if err := r.wait(); err != nil && !errors.Is(err, context.Canceled) && !errors.As(err, &reset) {
 			t.Errorf("pipeline: %v", err)
 		}
 	})
-	return r
+	return reader, r
 }
 
 // collect reads batches until until says stop, failing after the deadline.
@@ -118,12 +135,6 @@ func (r *running) collect(t *testing.T, timeout time.Duration, until func([]sche
 	for !until(got) {
 		b, err := r.sub.Next(ctx)
 		if err != nil {
-			select {
-			case perr := <-r.errc:
-				r.errc <- perr
-				t.Fatalf("pipeline stopped: %v (after %d changes)", perr, len(got))
-			default:
-			}
 			t.Fatalf("waiting for changes: %v (after %d changes)", err, len(got))
 		}
 		got = append(got, b.Changes...)

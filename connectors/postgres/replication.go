@@ -27,7 +27,8 @@ const HeartbeatPrefix = "freshet_heartbeat"
 type Reader struct {
 	cfg Config
 	log *slog.Logger
-	lag atomic.Int64
+	lag        atomic.Int64
+	heartbeats atomic.Int64
 }
 
 var _ ingest.Source = (*Reader)(nil)
