@@ -48,6 +48,9 @@ func (a *assembler) parse(data []byte, proto int) (msg pglogrepl.Message, err er
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty message", ErrProtocol)
 	}
+	if err := checkLengths(data, proto >= 2 && a.inStream); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("%w: malformed %q message: %v", ErrProtocol, data[0], r)
@@ -165,6 +168,9 @@ func (a *assembler) abort(xid, subxid uint32) {
 func (a *assembler) add(c schemas.Change, xid uint32) error {
 	if a.inStream {
 		t := a.streams[a.streamXid]
+		if t == nil {
+			return fmt.Errorf("%w: change in stream of xid %d after it ended", ErrProtocol, a.streamXid)
+		}
 		t.changes = append(t.changes, c)
 		t.subxids = append(t.subxids, xid)
 		return nil
