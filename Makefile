@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up
+.PHONY: test lint fmt-check vet staticcheck unit env-up bench
 
 ## test: lint, then start PostgreSQL, MariaDB and Kafka, run every test, stop them.
 test: lint
@@ -28,6 +28,12 @@ staticcheck:
 ## unit: tests that need no server (integration tests skip, loudly).
 unit:
 	$(GOTEST) ./...
+
+## bench: benchmarks against a throwaway PostgreSQL (decode + pipeline
+## alone, the whole stream from a real slot, JSON encoding). Not part of test.
+BENCHTIME ?= 3x
+bench:
+	$(ENV) run --only pg -- $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./connectors/postgres/ ./schemas/
 
 ## env-up: start the environment for a dev shell: eval "$$(make -s env-up)"
 env-up:
