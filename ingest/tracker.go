@@ -70,11 +70,4 @@ func (t *tracker) done(seq uint64, err error) {
 	t.base += uint64(n)
 }
 
-// idle reports whether no batch is waiting for acknowledgement.
-func (t *tracker) idle() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.pending) == 0
-}
-
 func (t *tracker) position() schemas.Position { return *t.durable.Load() }

@@ -12,8 +12,8 @@ import (
 
 // pgoutput message builders, as the server writes them (protocol v2).
 
-func u32(b []byte, v uint32) []byte { return binary.BigEndian.AppendUint32(b, v) }
-func u64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+func u32(b []byte, v uint32) []byte  { return binary.BigEndian.AppendUint32(b, v) }
+func u64(b []byte, v uint64) []byte  { return binary.BigEndian.AppendUint64(b, v) }
 func cstr(b []byte, s string) []byte { return append(append(b, s...), 0) }
 
 func msgBegin(final uint64, xid uint32) []byte {

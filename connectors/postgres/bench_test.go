@@ -220,4 +220,3 @@ func streamOnce(b *testing.B) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "changes/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/change")
 }
-

@@ -25,8 +25,8 @@ const HeartbeatPrefix = "freshet_heartbeat"
 // Stream again after an error; each Stream is a new connection with a fresh
 // relation cache.
 type Reader struct {
-	cfg Config
-	log *slog.Logger
+	cfg        Config
+	log        *slog.Logger
 	lag        atomic.Int64
 	heartbeats atomic.Int64
 }
