@@ -24,6 +24,8 @@ type relation struct {
 type relations struct {
 	byID map[uint32]*relation
 	dec  *valueDecoder
+	// keys looks up a table's primary key; nil leaves the identity flags.
+	keys func(relid uint32) (map[string]bool, error)
 }
 
 func newRelations(dec *valueDecoder) *relations {
@@ -31,15 +33,28 @@ func newRelations(dec *valueDecoder) *relations {
 }
 
 // put caches m and reports whether it changed a relation seen before on
-// this connection (a schema change).
-func (rs *relations) put(m *pglogrepl.RelationMessage) (*relation, bool) {
+// this connection (a schema change). Key columns are the replica identity's
+// as flagged, except under REPLICA IDENTITY FULL, where every column is
+// flagged and the primary key is looked up instead.
+func (rs *relations) put(m *pglogrepl.RelationMessage) (*relation, bool, error) {
 	r := &relation{id: m.RelationID, schema: m.Namespace, table: m.RelationName, identity: m.ReplicaIdentity}
+	var pk map[string]bool
+	if m.ReplicaIdentity == 'f' && rs.keys != nil {
+		var err error
+		if pk, err = rs.keys(m.RelationID); err != nil {
+			return nil, false, fmt.Errorf("%s.%s: %w", m.Namespace, m.RelationName, err)
+		}
+	}
 	for _, c := range m.Columns {
-		r.columns = append(r.columns, rs.dec.column(c.Name, c.DataType, c.Flags&1 == 1))
+		key := c.Flags&1 == 1
+		if pk != nil {
+			key = pk[c.Name]
+		}
+		r.columns = append(r.columns, rs.dec.column(c.Name, c.DataType, key))
 	}
 	old, seen := rs.byID[m.RelationID]
 	rs.byID[m.RelationID] = r
-	return r, seen && !sameShape(old, r)
+	return r, seen && !sameShape(old, r), nil
 }
 
 func sameShape(a, b *relation) bool {

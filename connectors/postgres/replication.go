@@ -74,6 +74,9 @@ func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.E
 		return err
 	}
 	s := &stream{r: r, conn: conn, out: out, asm: newAssembler(r.cfg.Name), proto: r.protoVersion(conn), floor: slot.confirmedFlush}
+	cat := &catalog{url: r.cfg.URL}
+	defer cat.close(ctx)
+	s.asm.rels.keys = func(relid uint32) (map[string]bool, error) { return cat.primaryKey(ctx, relid) }
 	start := max(from.LSN, slot.confirmedFlush)
 	if err := pglogrepl.StartReplication(ctx, conn, r.cfg.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{PluginArgs: s.pluginArgs()}); err != nil {
 		return &StreamError{Position: start, Err: fmt.Errorf("start replication: %w", err)}

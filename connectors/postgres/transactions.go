@@ -189,9 +189,9 @@ func (a *assembler) newChange(r *relation, op schemas.Op) schemas.Change {
 // relation caches a Relation message; a relation that changed shape on
 // this connection becomes a schema-change event in the transaction.
 func (a *assembler) relation(m *pglogrepl.RelationMessage, xid uint32) error {
-	r, changed := a.rels.put(m)
-	if !changed {
-		return nil
+	r, changed, err := a.rels.put(m)
+	if err != nil || !changed {
+		return err
 	}
 	if a.cur == nil && !a.inStream {
 		return nil // outside a transaction there is nothing to order it with
