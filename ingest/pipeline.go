@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/freshetdb/freshet/schemas"
 )
@@ -34,6 +35,11 @@ type Config struct {
 	// MaxInFlight is how many published batches may await the bus's
 	// acknowledgement before publishing waits. Default 64.
 	MaxInFlight int
+	// RetryBackoff is the first wait before streaming again after a
+	// temporary source failure (a lost connection); it doubles up to 30s
+	// while failures repeat. Default 1s; negative stops at the first
+	// failure.
+	RetryBackoff time.Duration
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -75,6 +81,9 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 64
 	}
+	if cfg.RetryBackoff == 0 {
+		cfg.RetryBackoff = time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -103,7 +112,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			cancel(err)
 		}
 	}()
-	err := p.cfg.Source.Stream(ctx, p.cfg.From, p)
+	err := p.stream(ctx)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause // the bus failed first; the source only saw the cancellation
 	}
@@ -116,6 +125,44 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// maxRetryBackoff caps the wait between reconnection attempts.
+const maxRetryBackoff = 30 * time.Second
+
+// stream runs the source, and runs it again after a temporary failure,
+// from the durable position: what it re-sends up to what was already
+// emitted is dropped by Emit, so consumers see each transaction once.
+func (p *Pipeline) stream(ctx context.Context) error {
+	backoff := p.cfg.RetryBackoff
+	for {
+		from := p.cfg.From
+		if d := p.Durable(); !d.IsZero() {
+			from = d
+		}
+		began := time.Now()
+		err := p.cfg.Source.Stream(ctx, from, p)
+		if ctx.Err() != nil || backoff < 0 || !Temporary(err) {
+			return err
+		}
+		if time.Since(began) > maxRetryBackoff {
+			backoff = p.cfg.RetryBackoff // it had been streaming fine
+		}
+		p.log.Warn("source failed; streaming again", "err", err, "after", backoff, "from", from.String())
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, maxRetryBackoff)
+	}
+}
+
+// Temporary reports whether err says so (a Temporary() bool method
+// anywhere in its chain): a failure worth streaming again after.
+func Temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // Emit implements Emitter. Transactions at or before what was already

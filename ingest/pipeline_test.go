@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -274,5 +275,53 @@ func TestNewValidates(t *testing.T) {
 		if _, err := ingest.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+type tempErr struct{}
+
+func (tempErr) Error() string   { return "connection lost" }
+func (tempErr) Temporary() bool { return true }
+
+// TestRetryFromDurable: after a temporary failure the source streams again
+// from the durable position, and what it re-sends is dropped.
+func TestRetryFromDurable(t *testing.T) {
+	bus := &ackBus{}
+	var froms []schemas.LSN
+	calls := 0
+	src := sourceFunc(func(ctx context.Context, from schemas.Position, out ingest.Emitter) error {
+		froms = append(froms, from.LSN)
+		calls++
+		if calls == 1 {
+			if err := out.Emit(ctx, tx(10, 1)); err != nil {
+				return err
+			}
+			eventually(t, "10 durable", func() bool { return out.Durable().LSN == 10 })
+			return fmt.Errorf("receive: %w", tempErr{})
+		}
+		for _, lsn := range []schemas.LSN{10, 20} { // 10 again: re-sent
+			if err := out.Emit(ctx, tx(lsn, 1)); err != nil {
+				return err
+			}
+		}
+		eventually(t, "20 durable", func() bool { return out.Durable().LSN == 20 })
+		return errors.New("permanent")
+	})
+	p, err := ingest.New(ingest.Config{Source: src, Bus: bus, Name: "s", RetryBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(context.Background()); err == nil || err.Error() != "permanent" {
+		t.Fatalf("Run = %v, want the permanent error", err)
+	}
+	if len(froms) != 2 || froms[0] != 0 || froms[1] != 10 {
+		t.Fatalf("streamed from %v, want [0 10]", froms)
+	}
+	n := 0
+	for _, b := range bus.batches {
+		n += len(b.Changes)
+	}
+	if n != 2 || p.Dropped() != 1 {
+		t.Fatalf("%d changes published, %d dropped; want 2 and 1", n, p.Dropped())
 	}
 }

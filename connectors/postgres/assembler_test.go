@@ -197,8 +197,10 @@ func TestAssemblerRejects(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := feed(t, msgs...); err == nil {
 				t.Fatal("accepted")
-			} else if name != "bad int" && !errors.Is(err, ErrProtocol) {
-				t.Fatalf("error %v does not wrap ErrProtocol", err)
+			} else if !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrDecode) {
+				t.Fatalf("error %v wraps neither ErrProtocol nor ErrDecode", err)
+			} else if (&StreamError{Err: err}).Temporary() {
+				t.Fatalf("error %v would be retried", err)
 			}
 		})
 	}

@@ -12,6 +12,9 @@ import (
 // tuple that does not match its relation.
 var ErrProtocol = errors.New("pgoutput protocol error")
 
+// ErrDecode marks a column value that does not parse as its type says.
+var ErrDecode = errors.New("pgoutput value decode error")
+
 // StreamError is a failure of the replication stream at a WAL position. The
 // slot is never acknowledged past a change that was not durably published,
 // so restarting resumes before Position.
@@ -27,3 +30,9 @@ func (e *StreamError) Error() string {
 }
 
 func (e *StreamError) Unwrap() error { return e.Err }
+
+// Temporary reports whether streaming again may get past the failure: a
+// lost connection may, a message freshet cannot decode will come again.
+func (e *StreamError) Temporary() bool {
+	return !errors.Is(e.Err, ErrProtocol) && !errors.Is(e.Err, ErrDecode)
+}

@@ -93,7 +93,7 @@ func (rs *relations) image(r *relation, t *pglogrepl.TupleData, keyOnly bool) ([
 		case c.DataType == pglogrepl.TupleDataTypeText:
 			v, err := rs.dec.decode(col, c.Data)
 			if err != nil {
-				return nil, fmt.Errorf("decode %s.%s column %q (type oid %d): %w", r.schema, r.table, col.Name, col.OID, err)
+				return nil, fmt.Errorf("%w: %s.%s column %q (type oid %d): %w", ErrDecode, r.schema, r.table, col.Name, col.OID, err)
 			}
 			out[i] = v
 		default:

@@ -63,12 +63,12 @@ type stream struct {
 func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.Emitter) error {
 	conn, err := pgconn.Connect(ctx, r.cfg.replicationURL())
 	if err != nil {
-		return fmt.Errorf("postgres: replication connect: %w", err)
+		return &StreamError{Position: from.LSN, Err: fmt.Errorf("replication connect: %w", err)}
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	slot, err := readSlot(ctx, conn, r.cfg.Slot)
 	if err != nil {
-		return err
+		return &StreamError{Position: from.LSN, Err: err}
 	}
 	if err := r.checkSlot(slot, from); err != nil {
 		return err
