@@ -41,6 +41,9 @@ type Config struct {
 	LagWarnBytes int64
 	// LagInterval is how often slot lag is measured. Default 30s.
 	LagInterval time.Duration
+	// LagBytes, when set, receives each slot lag measurement in bytes: a
+	// prometheus.Gauge registered on the caller's registry fits.
+	LagBytes interface{ Set(float64) }
 	// ProtoVersion forces a pgoutput protocol version (1 or 2). Zero picks
 	// 2, with streaming of large in-progress transactions, on PostgreSQL
 	// 14 and later, else 1.

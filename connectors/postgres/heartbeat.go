@@ -89,6 +89,9 @@ func (r *Reader) measureLag(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	r.lag.Store(lag)
+	if r.cfg.LagBytes != nil {
+		r.cfg.LagBytes.Set(float64(lag))
+	}
 	if r.cfg.LagWarnBytes > 0 && lag > r.cfg.LagWarnBytes {
 		r.log.Warn("replication slot lag above bound", "lag_bytes", lag, "bound_bytes", r.cfg.LagWarnBytes)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,8 @@ func TestIdleSlotAdvances(t *testing.T) {
 	f.cfg.HeartbeatInterval = 2 * time.Second
 	f.cfg.LagWarnBytes = 1
 	f.cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	gauge := &lagGauge{}
+	f.cfg.LagBytes = gauge
 	if _, err := postgres.Setup(ctx, f.cfg, schemas.Position{}); err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +78,13 @@ func TestIdleSlotAdvances(t *testing.T) {
 		t.Fatalf("only %d progress markers in a minute", markers)
 	case advances < 10:
 		t.Fatalf("confirmed_flush_lsn advanced only %d times in a minute", advances)
-	case reader.Lag() < 0:
+	case reader.Lag() < 0 || gauge.sets.Load() == 0:
 		t.Fatal("slot lag was never measured")
 	case !strings.Contains(logs.String(), "replication slot lag above bound"):
 		t.Fatal("no lag warning with a 1-byte bound")
 	}
 }
+
+type lagGauge struct{ sets atomic.Int64 }
+
+func (g *lagGauge) Set(float64) { g.sets.Add(1) }

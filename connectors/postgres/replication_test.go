@@ -78,6 +78,18 @@ func TestScriptedWorkload(t *testing.T) {
 	if !rep.CreatedPublication || !rep.CreatedSlot || rep.WALLevel != "logical" || len(rep.Tables) != 5 {
 		t.Fatalf("Setup report = %+v", rep)
 	}
+	for _, tr := range rep.Tables {
+		short := strings.TrimPrefix(tr.Table, f.name+"_")
+		if !tr.CanSelect || !tr.HasPrimaryKey || tr.CompleteBefore != (short == "full") {
+			t.Errorf("Setup report for %s = %+v", short, tr)
+		}
+		if short != "full" && (tr.Identity != postgres.IdentityDefault || !strings.Contains(tr.Advice, "REPLICA IDENTITY FULL")) {
+			t.Errorf("Setup report for %s = %+v, want DEFAULT with advice to set FULL", short, tr)
+		}
+	}
+	if again, err := postgres.Setup(ctx, f.cfg, schemas.Position{}); err != nil || again.CreatedSlot || again.CreatedPublication {
+		t.Fatalf("second Setup = %+v, %v; want nothing created", again, err)
+	}
 	run := f.start(t, schemas.Position{})
 
 	bigText := f.bigText(ctx)

@@ -37,6 +37,9 @@ type TableReport struct {
 	CompleteBefore bool
 	// Advice says what to run when before-images are incomplete.
 	Advice string
+	// CanSelect reports whether the role may read the table, which fills
+	// on a cache miss and snapshots need.
+	CanSelect bool
 }
 
 // SetupReport is what Setup found and did.
@@ -79,6 +82,9 @@ func Setup(ctx context.Context, cfg Config, from schemas.Position) (*SetupReport
 		return nil, err
 	}
 	for _, t := range rep.Tables {
+		if !t.CanSelect {
+			cfg.Logger.Warn("no SELECT privilege", "table", t.Schema+"."+t.Table, "advice", "GRANT SELECT ON "+pgx.Identifier{t.Schema, t.Table}.Sanitize()+" TO the replication role")
+		}
 		if !t.CompleteBefore {
 			cfg.Logger.Warn("incomplete before-images", "table", t.Schema+"."+t.Table, "identity", t.Identity, "advice", t.Advice)
 		}
@@ -141,7 +147,8 @@ func ensureSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, from schem
 
 func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]TableReport, error) {
 	rows, err := simpleQuery(ctx, conn, `SELECT p.schemaname, p.tablename, c.relreplident::text,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+			has_table_privilege(c.oid, 'SELECT')
 		FROM pg_publication_tables p
 		JOIN pg_namespace n ON n.nspname = p.schemaname
 		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
@@ -151,7 +158,7 @@ func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]Ta
 	}
 	out := make([]TableReport, 0, len(rows))
 	for _, row := range rows {
-		t := TableReport{Schema: row[0], Table: row[1], HasPrimaryKey: row[3] == "t"}
+		t := TableReport{Schema: row[0], Table: row[1], HasPrimaryKey: row[3] == "t", CanSelect: row[4] == "t"}
 		t.Identity, t.CompleteBefore, t.Advice = identityReport(row[0], row[1], row[2], t.HasPrimaryKey)
 		out = append(out, t)
 	}
