@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -85,11 +86,14 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// replicationURL adds replication=database to the configured URL.
+// replicationURL adds replication=database to the configured URL (or
+// key=value connection string), leaving the rest exactly as given.
 func (c *Config) replicationURL() string {
-	u, _ := url.Parse(c.URL)
-	q := u.Query()
-	q.Set("replication", "database")
-	u.RawQuery = q.Encode()
-	return u.String()
+	if !strings.HasPrefix(c.URL, "postgres://") && !strings.HasPrefix(c.URL, "postgresql://") {
+		return c.URL + " replication=database"
+	}
+	if strings.Contains(c.URL, "?") {
+		return c.URL + "&replication=database"
+	}
+	return c.URL + "?replication=database"
 }
