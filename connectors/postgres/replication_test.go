@@ -58,12 +58,13 @@ func hasRow(table string, id int64) func([]schemas.Change) bool {
 func TestScriptedWorkload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := newFixture(t, "rows", "trunc", "full", "types", "big")
+	f := newFixture(t, "rows", "trunc", "trunc2", "full", "types", "big")
 	mood := f.table("mood")
 	f.exec(ctx, `CREATE TYPE `+mood+` AS ENUM ('sad', 'happy')`)
 	f.exec(ctx, `CREATE TABLE `+f.table("rows")+` (id int PRIMARY KEY, name text, big text)`)
 	f.exec(ctx, `ALTER TABLE `+f.table("rows")+` ALTER COLUMN big SET STORAGE EXTERNAL`)
 	f.exec(ctx, `CREATE TABLE `+f.table("trunc")+` (id int PRIMARY KEY)`)
+	f.exec(ctx, `CREATE TABLE `+f.table("trunc2")+` (id int PRIMARY KEY)`)
 	f.exec(ctx, `CREATE TABLE `+f.table("full")+` (id int PRIMARY KEY, v text)`)
 	f.exec(ctx, `ALTER TABLE `+f.table("full")+` REPLICA IDENTITY FULL`)
 	f.exec(ctx, `CREATE TABLE `+f.table("types")+` (id int PRIMARY KEY, n numeric, tz timestamptz, d date, dinf date,
@@ -75,7 +76,7 @@ func TestScriptedWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
-	if !rep.CreatedPublication || !rep.CreatedSlot || rep.WALLevel != "logical" || len(rep.Tables) != 5 {
+	if !rep.CreatedPublication || !rep.CreatedSlot || rep.WALLevel != "logical" || len(rep.Tables) != 6 {
 		t.Fatalf("Setup report = %+v", rep)
 	}
 	for _, tr := range rep.Tables {
@@ -100,6 +101,7 @@ func TestScriptedWorkload(t *testing.T) {
 	f.exec(ctx, `DELETE FROM `+rows+` WHERE id = 3`)
 	f.exec(ctx, `INSERT INTO `+trunc+` VALUES (1)`)
 	f.exec(ctx, `TRUNCATE `+trunc)
+	f.exec(ctx, `TRUNCATE `+trunc+`, `+f.table("trunc2"))
 	f.exec(ctx, `INSERT INTO `+full+` VALUES (1, 'x')`)
 	f.exec(ctx, `UPDATE `+full+` SET v = 'y'`)
 	f.exec(ctx, `DELETE FROM `+full)
@@ -153,6 +155,8 @@ func TestScriptedWorkload(t *testing.T) {
 		{"rows", schemas.OpDelete, map[string]any{"id": int64(3)}, nil},
 		{"trunc", schemas.OpCreate, nil, map[string]any{"id": int64(1)}},
 		{"trunc", schemas.OpTruncate, nil, nil},
+		{"trunc", schemas.OpTruncate, nil, nil}, // one TRUNCATE of two tables: one event each
+		{"trunc2", schemas.OpTruncate, nil, nil},
 		{"full", schemas.OpCreate, nil, map[string]any{"id": int64(1), "v": "x"}},
 		{"full", schemas.OpUpdate, map[string]any{"id": int64(1), "v": "x"}, map[string]any{"id": int64(1), "v": "y"}},
 		{"full", schemas.OpDelete, map[string]any{"id": int64(1), "v": "y"}, nil},
