@@ -256,16 +256,21 @@ func appendValue(dst []byte, fam, elem Family, v any) ([]byte, error) {
 }
 
 func appendTime(dst []byte, fam Family, t time.Time) ([]byte, error) {
-	t = t.UTC()
+	var layout string
 	switch fam {
 	case FamilyDate:
-		return appendString(dst, t.Format(dateLayout)), nil
+		layout = dateLayout
 	case FamilyTimestamp:
-		return appendString(dst, t.Format(timestampLayout)), nil
+		layout = timestampLayout
 	case FamilyTimestampTZ:
-		return appendString(dst, t.Format(timestampTZLayout)), nil
+		layout = timestampTZLayout
+	default:
+		return nil, fmt.Errorf("time value in family %q", fam)
 	}
-	return nil, fmt.Errorf("time value in family %q", fam)
+	// The layouts produce nothing JSON would escape.
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, layout)
+	return append(dst, '"'), nil
 }
 
 func appendArray(dst []byte, elem Family, xs []any) ([]byte, error) {
