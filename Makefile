@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-materialize
+.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -34,6 +34,14 @@ unit:
 env-selftest:
 	integration/env/selftest
 
+## bench-cdc: change-capture benchmarks against a throwaway PostgreSQL (decode + pipeline
+## alone, the whole stream from a real slot; BENCHTIME runs of 200k rows
+## each), then JSON encoding. Not part of test.
+BENCHTIME ?= 3x
+bench-cdc:
+	$(ENV) run --only pg -- $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./connectors/postgres/
+	$(GO) test -run '^$$' -bench . ./schemas/
+
 ## env-up: start the environment for a dev shell: eval "$$(make -s env-up)"
 env-up:
 	@$(ENV) up
@@ -43,4 +51,4 @@ bench-materialize:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./materialize/...
 
 ## bench: every benchmark, figures for the closing notes.
-bench: bench-materialize
+bench: bench-cdc bench-materialize
