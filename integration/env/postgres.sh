@@ -54,7 +54,7 @@ EOF
 	echo "$pid" >"$dir/postgres.pid"
 
 	WAIT_PID=$pid wait_until "$bin/psql" -h "$dir/pg" -p "$port" -U freshet_super -d postgres -Atc 'select 1' ||
-		{ tail -20 "$dir/pg/postgres.log" >&2; die "PostgreSQL did not become ready"; }
+		{ tail -n 20 "$dir/pg/postgres.log" >&2; die "PostgreSQL did not become ready"; }
 
 	"$bin/psql" -q -v ON_ERROR_STOP=1 -h "$dir/pg" -p "$port" -U freshet_super -d postgres <<EOF ||
 CREATE DATABASE freshet_test;
