@@ -1,0 +1,124 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// session is one client connection past startup and its origin backend.
+type session struct {
+	srv    *Server
+	client net.Conn
+	cr     *bufio.Reader // reads client
+	origin *OriginConn
+	who    materialize.Session
+
+	pid    uint32 // freshet's BackendKeyData
+	secret [4]byte
+
+	// sent counts forwarded requests that end in ReadyForQuery (Query,
+	// Sync, FunctionCall); ready counts the ReadyForQuery messages
+	// relayed back. The session is busy while sent > ready.
+	sent, ready atomic.Int64
+	txStatus    atomic.Uint32
+	closing     atomic.Bool // the client side is done: origin errors are expected
+	originGone  atomic.Bool // the origin side ended first
+	stmtTimer   *time.Timer
+}
+
+func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginConn, startup *pgproto3.StartupMessage) *session {
+	s := &session{srv: srv, client: client, cr: cr, origin: origin}
+	s.who = materialize.Session{User: startup.Parameters["user"], Database: startup.Parameters["database"]}
+	if s.who.Database == "" {
+		s.who.Database = s.who.User
+	}
+	s.txStatus.Store(uint32(origin.TxStatus))
+	srv.keys.add(s)
+	if d := srv.cfg.StatementTimeout; d > 0 {
+		s.stmtTimer = time.AfterFunc(d, s.statementTimedOut)
+		s.stmtTimer.Stop()
+	}
+	return s
+}
+
+// keyData is freshet's BackendKeyData for this session.
+func (s *session) keyData() []byte {
+	b := make([]byte, 13)
+	b[0] = 'K'
+	binary.BigEndian.PutUint32(b[1:], 12)
+	binary.BigEndian.PutUint32(b[5:], s.pid)
+	copy(b[9:], s.secret[:])
+	return b
+}
+
+// release unregisters the session and closes its origin backend.
+func (s *session) release() {
+	s.srv.keys.remove(s)
+	if s.stmtTimer != nil {
+		s.stmtTimer.Stop()
+	}
+	_ = s.origin.Conn.Close()
+}
+
+func (s *session) busy() bool { return s.sent.Load() > s.ready.Load() }
+
+// run relays until either side ends, then tears both down: a backend
+// left running a query for a vanished client is cancelled first.
+func (s *session) run(ctx context.Context) {
+	defer s.release()
+	pumped := make(chan error, 1)
+	go func() { pumped <- s.pumpOrigin() }()
+	err := s.pumpClient(ctx)
+	s.closing.Store(true)
+	if !s.originGone.Load() && (s.busy() || s.txStatus.Load() != 'I') && !errors.Is(err, errTerminate) {
+		s.cancelOrigin(ctx)
+	}
+	_ = s.origin.Conn.Close()
+	<-pumped
+	var fe *Error
+	if errors.As(err, &fe) {
+		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.client.Write(encodeError(nil, fe))
+	}
+	if err != nil && !errors.Is(err, errTerminate) {
+		s.srv.cfg.Logger.Debug("pgwire: session ended", "err", err, "user", s.who.User)
+	}
+}
+
+// cancelOrigin asks the origin to cancel what the backend runs.
+func (s *session) cancelOrigin(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer cancel()
+	if err := s.srv.cfg.Connector.Cancel(ctx, s.origin.Key); err != nil {
+		s.srv.cfg.Logger.Warn("pgwire: cancel to origin failed", "err", err)
+	}
+}
+
+func (s *session) statementTimedOut() {
+	if s.busy() && !s.closing.Load() {
+		s.cancelOrigin(context.Background())
+	}
+}
+
+// requestSent records a forwarded request that ends in ReadyForQuery.
+func (s *session) requestSent() {
+	if s.sent.Add(1)-s.ready.Load() == 1 && s.stmtTimer != nil {
+		s.stmtTimer.Reset(s.srv.cfg.StatementTimeout)
+	}
+}
+
+// readyForQuery records a relayed ReadyForQuery.
+func (s *session) readyForQuery(status byte) {
+	s.txStatus.Store(uint32(status))
+	if s.ready.Add(1) >= s.sent.Load() && s.stmtTimer != nil {
+		s.stmtTimer.Stop()
+	}
+}
