@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"net/url"
 	"testing"
@@ -84,4 +83,3 @@ func withSSLMode(t testing.TB, raw, mode string) string {
 	return u.String()
 }
 
-var _ = tls.VersionTLS12
