@@ -82,4 +82,3 @@ func withSSLMode(t testing.TB, raw, mode string) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
-
