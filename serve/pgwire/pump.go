@@ -61,6 +61,8 @@ func forward(r *bufio.Reader, w *bufio.Writer, total int) error {
 func (s *session) pumpClient(ctx context.Context) error {
 	r := s.cr
 	w := bufio.NewWriterSize(s.origin.Conn, s.srv.cfg.BufferSize)
+	// What came before a violation or the client's end is still its.
+	defer func() { _ = w.Flush() }()
 	for {
 		if needFlush(r) {
 			if err := w.Flush(); err != nil {
@@ -77,7 +79,6 @@ func (s *session) pumpClient(ctx context.Context) error {
 		}
 		switch typ {
 		case 'X':
-			_ = w.Flush()
 			return errTerminate
 		case 'Q':
 			s.route(ctx, r, n)
