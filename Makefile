@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up
+.PHONY: test lint fmt-check vet staticcheck unit env-up bench-pgwire
 
 ## test: lint, then start PostgreSQL, MariaDB and Kafka, run every test, stop them.
 test: lint
@@ -32,3 +32,8 @@ unit:
 ## env-up: start the environment for a dev shell: eval "$$(make -s env-up)"
 env-up:
 	@$(ENV) up
+
+## bench-pgwire: pgbench -S -M prepared -c 8 against PostgreSQL, PgBouncer
+## (session mode) and freshet's pass-through front end, in one run.
+bench-pgwire:
+	integration/env/pgwire-bench.sh $(BENCH_PGWIRE_ARGS)
