@@ -49,6 +49,25 @@ func startProxy(t testing.TB, cfg pgwire.Config) *proxy {
 	return &proxy{srv: srv, addr: ln.Addr().String()}
 }
 
+// startPooledProxy starts a front end that authenticates clients itself
+// against the origin's SCRAM verifiers (auth query as the superuser) and
+// reuses reset backends through an OriginPool.
+func startPooledProxy(t testing.TB, cfg pgwire.Config) (*proxy, *postgres.OriginPool) {
+	t.Helper()
+	aq, err := postgres.NewAuthQuery(postgres.AuthQueryConfig{URL: testenv.PostgresURL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(aq.Close)
+	pool, err := postgres.NewOriginPool(postgres.PoolConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	cfg.Verifiers, cfg.Pool = aq, pool
+	return startProxy(t, cfg), pool
+}
+
 // originAddr is host:port of the test PostgreSQL.
 func originAddr(t testing.TB) string {
 	t.Helper()

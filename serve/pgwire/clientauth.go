@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -92,4 +93,57 @@ func (c *clientAuth) readPassword() ([]byte, error) {
 		return nil, fmt.Errorf("read client auth response: %w", err)
 	}
 	return body, nil
+}
+
+// scram authenticates the client against v itself and returns the
+// ClientKey its proof reveals. It leaves AuthenticationOk to the caller.
+func (c *clientAuth) scram(v SCRAMVerifier, user string) ([]byte, error) {
+	srv := &scramServer{v: v}
+	if err := c.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
+		return nil, err
+	}
+	p, err := c.readPassword()
+	if err != nil {
+		return nil, err
+	}
+	var first pgproto3.SASLInitialResponse
+	if err := first.Decode(p); err != nil || first.AuthMechanism != "SCRAM-SHA-256" {
+		return nil, fatalf(CodeProtocolViolation, err, "expected a SCRAM-SHA-256 SASLInitialResponse")
+	}
+	serverFirst, err := srv.first(string(first.Data))
+	if err != nil {
+		return nil, fatalf(CodeProtocolViolation, err, "%v", err)
+	}
+	if err := c.send(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)}); err != nil {
+		return nil, err
+	}
+	if p, err = c.readPassword(); err != nil {
+		return nil, err
+	}
+	var final pgproto3.SASLResponse
+	if err := final.Decode(p); err != nil {
+		return nil, fatalf(CodeProtocolViolation, err, "malformed SASLResponse")
+	}
+	serverFinal, clientKey, err := srv.final(string(final.Data))
+	if errors.Is(err, errBadProof) {
+		return nil, &Error{Severity: "FATAL", Code: "28P01", Message: fmt.Sprintf("password authentication failed for user %q", user)}
+	}
+	if err != nil {
+		return nil, fatalf(CodeProtocolViolation, err, "%v", err)
+	}
+	if err := c.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)}); err != nil {
+		return nil, err
+	}
+	return clientKey, nil
+}
+
+func (c *clientAuth) send(m pgproto3.BackendMessage) error {
+	buf, err := m.Encode(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.conn.Write(buf); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	return nil
 }

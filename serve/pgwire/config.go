@@ -16,6 +16,14 @@ type Config struct {
 	Connector Connector
 	// Cache is offered every statement; nil means materialize.PassThrough.
 	Cache materialize.Cache
+	// Verifiers, when set, makes freshet authenticate clients itself,
+	// with SCRAM-SHA-256 against the role's verifier looked up on the
+	// origin, and open origin backends with the ClientKey recovered from
+	// the client's proof. No password is stored either way. Roles without
+	// a SCRAM verifier cannot log in in this mode.
+	Verifiers VerifierLookup
+	// Pool keeps backends for reuse after a reset; it needs Verifiers.
+	Pool Pool
 	// TLS, when set, lets clients upgrade with SSLRequest. Without it an
 	// SSLRequest is answered 'N'.
 	TLS *tls.Config
@@ -60,6 +68,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxMessageSize < 0 || c.MaxClientConns < 0 || c.StartupTimeout < 0 ||
 		c.IdleTimeout < 0 || c.StatementTimeout < 0 || c.BufferSize < 0 {
 		return c, errors.New("pgwire: negative limit in Config")
+	}
+	if c.Pool != nil && c.Verifiers == nil {
+		return c, errors.New("pgwire: Config.Pool needs Config.Verifiers: a reused backend skips the origin's authentication")
 	}
 	if c.RequireTLS && c.TLS == nil {
 		return c, errors.New("pgwire: RequireTLS needs Config.TLS")

@@ -83,8 +83,15 @@ func (s *session) pumpClient(ctx context.Context) error {
 		case 'Q':
 			s.route(ctx, r, n)
 			s.requestSent()
-		case 'S', 'F':
+		case 'S':
+			s.unsynced.Store(false)
 			s.requestSent()
+		case 'F':
+			s.requestSent()
+		case 'P', 'B', 'D', 'E', 'C', 'H':
+			if s.poolKey != "" {
+				s.unsynced.Store(true)
+			}
 		}
 		if err := forward(r, w, n+1); err != nil {
 			return s.clientErr(err)
@@ -122,6 +129,9 @@ func (s *session) peekClient(r *bufio.Reader) ([]byte, error) {
 }
 
 var errOriginGone = errors.New("pgwire: origin connection ended")
+
+// errAtBoundary marks an origin pump stopped between two messages.
+var errAtBoundary = errors.New("pgwire: origin pump stopped between messages")
 
 func (s *session) clientErr(err error) error {
 	if s.originGone.Load() {
@@ -184,6 +194,9 @@ func (s *session) pumpOrigin() error {
 			}
 			hdr, err := r.Peek(5)
 			if err != nil {
+				if s.closing.Load() {
+					return fmt.Errorf("%w: %w", errAtBoundary, err)
+				}
 				return fmt.Errorf("read origin: %w", err)
 			}
 			typ, n := hdr[0], int(int32(binary.BigEndian.Uint32(hdr[1:])))
@@ -204,7 +217,8 @@ func (s *session) pumpOrigin() error {
 		}
 	}()
 	if s.closing.Load() {
-		return nil
+		_ = w.Flush()
+		return err
 	}
 	// The origin ended first: tell the client why unless the origin did.
 	s.originGone.Store(true)

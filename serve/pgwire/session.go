@@ -31,12 +31,20 @@ type session struct {
 	txStatus    atomic.Uint32
 	closing     atomic.Bool // the client side is done: origin errors are expected
 	originGone  atomic.Bool // the origin side ended first
-	stmtTimer   *time.Timer
+	// unsynced is set while extended-protocol messages are forwarded
+	// without their Sync: the backend is then not at a clean boundary.
+	unsynced  atomic.Bool
+	stmtTimer *time.Timer
+	poolKey   string
+	released  bool // the backend went back to the Pool
 }
 
 func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginConn, startup *pgproto3.StartupMessage) *session {
 	s := &session{srv: srv, client: client, cr: cr, origin: origin}
 	s.who = materialize.Session{User: startup.Parameters["user"], Database: startup.Parameters["database"]}
+	if srv.cfg.Pool != nil {
+		s.poolKey = poolKey(startup.Parameters)
+	}
 	if s.who.Database == "" {
 		s.who.Database = s.who.User
 	}
@@ -65,10 +73,23 @@ func (s *session) release() {
 	if s.stmtTimer != nil {
 		s.stmtTimer.Stop()
 	}
-	_ = s.origin.Conn.Close()
+	if !s.released {
+		_ = s.origin.Conn.Close()
+	}
 }
 
 func (s *session) busy() bool { return s.sent.Load() > s.ready.Load() }
+
+// reusable reports whether the backend may go back to the Pool after the
+// client pump ended with err: the client left (not a violation), and the
+// backend is idle, outside a transaction, at a clean protocol boundary.
+func (s *session) reusable(err error) bool {
+	if s.srv.cfg.Pool == nil || s.originGone.Load() || s.busy() || s.unsynced.Load() || s.txStatus.Load() != 'I' {
+		return false
+	}
+	var fe *Error
+	return !errors.As(err, &fe)
+}
 
 // run relays until either side ends, then tears both down: a backend
 // left running a query for a vanished client is cancelled first.
@@ -78,11 +99,22 @@ func (s *session) run(ctx context.Context) {
 	go func() { pumped <- s.pumpOrigin() }()
 	err := s.pumpClient(ctx)
 	s.closing.Store(true)
-	if !s.originGone.Load() && (s.busy() || s.txStatus.Load() != 'I') && !errors.Is(err, errTerminate) {
-		s.cancelOrigin(ctx)
+	reuse := s.reusable(err)
+	if reuse {
+		// Stop the origin pump at a message boundary, keeping the backend.
+		_ = s.origin.Conn.SetReadDeadline(time.Now())
+	} else {
+		if !s.originGone.Load() && (s.busy() || s.txStatus.Load() != 'I') && !errors.Is(err, errTerminate) {
+			s.cancelOrigin(ctx)
+		}
+		_ = s.origin.Conn.Close()
 	}
-	_ = s.origin.Conn.Close()
-	<-pumped
+	if perr := <-pumped; reuse && errors.Is(perr, errAtBoundary) && s.reusable(err) {
+		_ = s.origin.Conn.SetReadDeadline(time.Time{})
+		s.srv.keys.remove(s)
+		s.released = true
+		s.srv.cfg.Pool.Release(ctx, s.poolKey, s.origin)
+	}
 	var fe *Error
 	if errors.As(err, &fe) {
 		_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))

@@ -136,7 +136,15 @@ func (s *Server) negotiate(ctx context.Context, raw net.Conn) (net.Conn, *pgprot
 func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgproto3.StartupMessage, isTLS bool) (*session, error) {
 	br := bufio.NewReaderSize(conn, s.cfg.BufferSize)
 	ca := &clientAuth{conn: conn, r: br, tls: isTLS, max: s.cfg.MaxMessageSize}
-	origin, err := s.cfg.Connector.Connect(ctx, startup, ca)
+	var origin *OriginConn
+	var err error
+	var authOK []byte
+	if s.cfg.Verifiers != nil {
+		origin, err = s.openVerified(ctx, ca, startup)
+		authOK = []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0}
+	} else {
+		origin, err = s.cfg.Connector.Connect(ctx, startup, ca)
+	}
 	if err != nil {
 		var fe *Error
 		var oe *OriginError
@@ -146,11 +154,37 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 		return nil, err
 	}
 	sess := newSession(s, conn, br, origin, startup)
-	greeting := append(origin.Greeting, sess.keyData()...)
+	greeting := append(authOK, origin.Greeting...)
+	greeting = append(greeting, sess.keyData()...)
 	greeting = append(greeting, 'Z', 0, 0, 0, 5, origin.TxStatus)
 	if _, err := conn.Write(greeting); err != nil {
 		sess.release()
 		return nil, err
 	}
 	return sess, nil
+}
+
+// openVerified authenticates the client against its role's SCRAM verifier
+// and opens (or, with a Pool, reuses) a backend with the recovered key.
+func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgproto3.StartupMessage) (*OriginConn, error) {
+	user := startup.Parameters["user"]
+	secret, err := s.cfg.Verifiers.LookupVerifier(ctx, user)
+	if err != nil {
+		return nil, fatalf(CodeConnectionFailure, err, "freshet: could not look up the credentials of %q", user)
+	}
+	v, perr := ParseSCRAMVerifier(secret)
+	if perr != nil {
+		// Same exchange, certain failure: a client learns nothing.
+		v = mockVerifier()
+	}
+	clientKey, err := ca.scram(v, user)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Pool != nil {
+		if oc := s.cfg.Pool.Acquire(ctx, poolKey(startup.Parameters)); oc != nil {
+			return oc, nil
+		}
+	}
+	return s.cfg.Connector.Connect(ctx, startup, &scramKeyAuth{user: user, clientKey: clientKey, serverKey: v.ServerKey})
 }
