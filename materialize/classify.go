@@ -10,7 +10,7 @@ func Classify(sql string) Statement {
 	for j < len(sql) && isLetter(sql[j]) {
 		j++
 	}
-	st := Statement{SQL: sql, Class: classOf(sql[i:j])}
+	st := Statement{SQL: sql, Class: classOf(sql[i:j]), Keyword: sql[i:j]}
 	st.Multi = hasSecondStatement(sql, j)
 	if st.Multi && st.Class == ClassCacheable {
 		st.Class = ClassOther

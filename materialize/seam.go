@@ -28,6 +28,8 @@ func (c Class) String() string {
 type Statement struct {
 	SQL   string
 	Class Class
+	// Keyword is the first keyword as written (a substring of SQL).
+	Keyword string
 	// Multi is set when SQL holds more than one statement; Class is then
 	// that of the first, and a multi-statement string is never cacheable.
 	Multi bool

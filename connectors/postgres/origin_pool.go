@@ -84,12 +84,15 @@ func (p *OriginPool) Acquire(_ context.Context, key string) *pgwire.OriginConn {
 	return nil
 }
 
-// Release resets oc and keeps it, or closes it when the reset fails or
-// the pool is full.
-func (p *OriginPool) Release(ctx context.Context, key string, oc *pgwire.OriginConn) {
-	if err := p.reset(ctx, oc); err != nil {
-		_ = oc.Conn.Close()
-		return
+// Release keeps oc, after a reset when asked, or closes it when the
+// reset fails or the pool is full.
+func (p *OriginPool) Release(ctx context.Context, key string, oc *pgwire.OriginConn, reset bool) {
+	if reset {
+		if err := p.reset(ctx, oc); err != nil {
+			_ = oc.Conn.Close()
+			return
+		}
+		oc.State = ""
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -24,6 +24,12 @@ type Config struct {
 	Verifiers VerifierLookup
 	// Pool keeps backends for reuse after a reset; it needs Verifiers.
 	Pool Pool
+	// Mode is SessionMode (the default: a client keeps one backend while
+	// connected) or TransactionMode (a client holds a backend only from
+	// the first message of a request to the ReadyForQuery 'I' that ends
+	// it; SET/RESET are replayed, opaque session state pins the client to
+	// its backend). TransactionMode needs Verifiers and Pool.
+	Mode Mode
 	// TLS, when set, lets clients upgrade with SSLRequest. Without it an
 	// SSLRequest is answered 'N'.
 	TLS *tls.Config
@@ -53,6 +59,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Mode is how clients share origin backends.
+type Mode uint8
+
+// Pooling modes.
+const (
+	SessionMode Mode = iota
+	TransactionMode
+)
+
 // Defaults for Config.
 const (
 	DefaultMaxMessageSize = 64 << 20
@@ -71,6 +86,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Pool != nil && c.Verifiers == nil {
 		return c, errors.New("pgwire: Config.Pool needs Config.Verifiers: a reused backend skips the origin's authentication")
+	}
+	if c.Mode == TransactionMode && (c.Pool == nil || c.Verifiers == nil) {
+		return c, errors.New("pgwire: TransactionMode needs Config.Pool and Config.Verifiers")
+	}
+	if c.Mode > TransactionMode {
+		return c, errors.New("pgwire: unknown Config.Mode")
 	}
 	if c.RequireTLS && c.TLS == nil {
 		return c, errors.New("pgwire: RequireTLS needs Config.TLS")

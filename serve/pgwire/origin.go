@@ -50,6 +50,9 @@ type OriginConn struct {
 	Greeting []byte
 	// TxStatus is the status byte of the origin's first ReadyForQuery.
 	TxStatus byte
+	// State identifies the session settings replayed on this backend in
+	// transaction pooling; "" after a reset. Owned by the Server.
+	State string
 }
 
 // OriginError is an ErrorResponse the origin sent during startup, such as

@@ -20,9 +20,10 @@ type Pool interface {
 	// Acquire returns an idle backend opened with the same startup
 	// parameters (key), or nil.
 	Acquire(ctx context.Context, key string) *OriginConn
-	// Release resets an idle backend (no transaction, nothing
-	// outstanding) and keeps it under key, or closes it.
-	Release(ctx context.Context, key string, oc *OriginConn)
+	// Release keeps an idle backend (no transaction, nothing
+	// outstanding) under key, resetting it first when reset is set, or
+	// closes it.
+	Release(ctx context.Context, key string, oc *OriginConn, reset bool)
 }
 
 // poolKey identifies the backends a client may reuse: same user,

@@ -37,6 +37,8 @@ type session struct {
 	stmtTimer *time.Timer
 	poolKey   string
 	released  bool // the backend went back to the Pool
+
+	tx *txState // transaction pooling only
 }
 
 func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginConn, startup *pgproto3.StartupMessage) *session {
@@ -94,6 +96,10 @@ func (s *session) reusable(err error) bool {
 // run relays until either side ends, then tears both down: a backend
 // left running a query for a vanished client is cancelled first.
 func (s *session) run(ctx context.Context) {
+	if s.tx != nil {
+		s.runTx(ctx)
+		return
+	}
 	defer s.release()
 	pumped := make(chan error, 1)
 	go func() { pumped <- s.pumpOrigin() }()
@@ -113,7 +119,7 @@ func (s *session) run(ctx context.Context) {
 		_ = s.origin.Conn.SetReadDeadline(time.Time{})
 		s.srv.keys.remove(s)
 		s.released = true
-		s.srv.cfg.Pool.Release(ctx, s.poolKey, s.origin)
+		s.srv.cfg.Pool.Release(ctx, s.poolKey, s.origin, true)
 	}
 	var fe *Error
 	if errors.As(err, &fe) {
@@ -129,7 +135,16 @@ func (s *session) run(ctx context.Context) {
 func (s *session) cancelOrigin(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
-	if err := s.srv.cfg.Connector.Cancel(ctx, s.origin.Key); err != nil {
+	origin := s.origin
+	if s.tx != nil {
+		s.tx.mu.Lock()
+		origin = s.tx.cur
+		s.tx.mu.Unlock()
+		if origin == nil {
+			return // between transactions: nothing runs
+		}
+	}
+	if err := s.srv.cfg.Connector.Cancel(ctx, origin.Key); err != nil {
 		s.srv.cfg.Logger.Warn("pgwire: cancel to origin failed", "err", err)
 	}
 }

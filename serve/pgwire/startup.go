@@ -139,8 +139,9 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 	var origin *OriginConn
 	var err error
 	var authOK []byte
+	var tx *txState
 	if s.cfg.Verifiers != nil {
-		origin, err = s.openVerified(ctx, ca, startup)
+		origin, tx, err = s.openVerified(ctx, ca, startup)
 		authOK = []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0}
 	} else {
 		origin, err = s.cfg.Connector.Connect(ctx, startup, ca)
@@ -155,6 +156,11 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 	}
 	sess := newSession(s, conn, br, origin, startup)
 	greeting := append(authOK, origin.Greeting...)
+	if tx != nil {
+		// The greeting's backend goes straight back to the pool.
+		sess.tx, sess.released = tx, true
+		s.cfg.Pool.Release(ctx, sess.poolKey, origin, false)
+	}
 	greeting = append(greeting, sess.keyData()...)
 	greeting = append(greeting, 'Z', 0, 0, 0, 5, origin.TxStatus)
 	if _, err := conn.Write(greeting); err != nil {
@@ -166,11 +172,11 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 
 // openVerified authenticates the client against its role's SCRAM verifier
 // and opens (or, with a Pool, reuses) a backend with the recovered key.
-func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgproto3.StartupMessage) (*OriginConn, error) {
+func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgproto3.StartupMessage) (*OriginConn, *txState, error) {
 	user := startup.Parameters["user"]
 	secret, err := s.cfg.Verifiers.LookupVerifier(ctx, user)
 	if err != nil {
-		return nil, fatalf(CodeConnectionFailure, err, "freshet: could not look up the credentials of %q", user)
+		return nil, nil, fatalf(CodeConnectionFailure, err, "freshet: could not look up the credentials of %q", user)
 	}
 	v, perr := ParseSCRAMVerifier(secret)
 	if perr != nil {
@@ -179,12 +185,18 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 	}
 	clientKey, err := ca.scram(v, user)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	auth := &scramKeyAuth{user: user, clientKey: clientKey, serverKey: v.ServerKey}
+	var tx *txState
+	if s.cfg.Mode == TransactionMode {
+		tx = &txState{startup: startup, auth: *auth}
 	}
 	if s.cfg.Pool != nil {
 		if oc := s.cfg.Pool.Acquire(ctx, poolKey(startup.Parameters)); oc != nil {
-			return oc, nil
+			return oc, tx, nil
 		}
 	}
-	return s.cfg.Connector.Connect(ctx, startup, &scramKeyAuth{user: user, clientKey: clientKey, serverKey: v.ServerKey})
+	oc, err := s.cfg.Connector.Connect(ctx, startup, auth)
+	return oc, tx, err
 }
