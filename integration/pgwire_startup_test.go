@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/serve/pgwire"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -142,4 +144,44 @@ func readErrorCode(t *testing.T, c net.Conn) string {
 			code = e.Code
 		}
 	}
+}
+
+// TestPgwireProtocol32 connects asking for protocol 3.2: the origin
+// (PostgreSQL 15) or freshet negotiates down to 3.0 and the session works.
+func TestPgwireProtocol32(t *testing.T) {
+	relay := startProxy(t, pgwire.Config{})
+	pooled, _ := startPooledProxy(t, pgwire.Config{})
+	for name, p := range map[string]*proxy{"relay": relay, "verified": pooled} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, err := pgx.Connect(ctx, p.url(t, testenv.PostgresURL(t))+"&max_protocol_version=3.2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var one int
+			if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+				t.Fatalf("query: %v", err)
+			}
+		})
+	}
+}
+
+// TestPgwireNoChannelBinding: freshet never advertises SCRAM-SHA-256-PLUS,
+// so a client that requires channel binding is refused and one that
+// prefers it logs in without.
+func TestPgwireNoChannelBinding(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := startProxy(t, pgwire.Config{TLS: newTestCA(t).server})
+	base := withSSLMode(t, p.url(t, testenv.PostgresReplURL(t)), "require")
+	if _, err := pgx.Connect(ctx, base+"&channel_binding=require"); err == nil {
+		t.Fatal("channel_binding=require succeeded: PLUS was advertised")
+	}
+	conn, err := pgx.Connect(ctx, base+"&channel_binding=prefer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close(ctx)
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -173,6 +175,9 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 // openVerified authenticates the client against its role's SCRAM verifier
 // and opens (or, with a Pool, reuses) a backend with the recovered key.
 func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgproto3.StartupMessage) (*OriginConn, *txState, error) {
+	if err := negotiateDown(ca, startup); err != nil {
+		return nil, nil, err
+	}
 	user := startup.Parameters["user"]
 	secret, err := s.cfg.Verifiers.LookupVerifier(ctx, user)
 	if err != nil {
@@ -199,4 +204,24 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 	}
 	oc, err := s.cfg.Connector.Connect(ctx, startup, auth)
 	return oc, tx, err
+}
+
+// negotiateDown answers a client asking for protocol 3.2 or for _pq_
+// options with NegotiateProtocolVersion (3.0, none recognised), as
+// PostgreSQL 15 does, and rewrites startup to what backends are opened
+// (and pooled) with. In relay mode the origin negotiates itself.
+func negotiateDown(ca *clientAuth, startup *pgproto3.StartupMessage) error {
+	var unrecognized []string
+	for k := range startup.Parameters {
+		if strings.HasPrefix(k, "_pq_.") {
+			unrecognized = append(unrecognized, k)
+			delete(startup.Parameters, k)
+		}
+	}
+	if startup.ProtocolVersion == pgproto3.ProtocolVersion30 && unrecognized == nil {
+		return nil
+	}
+	sort.Strings(unrecognized)
+	startup.ProtocolVersion = pgproto3.ProtocolVersion30
+	return ca.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized})
 }

@@ -221,7 +221,7 @@ func (s *session) trackSQL(sql string, viaParse bool) {
 func containsFold(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
 		j := 0
-		for j < len(sub) && s[i+j]|0x20 == sub[j] {
+		for j < len(sub) && lower(s[i+j]) == sub[j] {
 			j++
 		}
 		if j == len(sub) {
@@ -229,6 +229,13 @@ func containsFold(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // attach takes a backend from the pool (or opens one), brings its session
