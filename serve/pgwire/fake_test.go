@@ -103,3 +103,15 @@ func (f *fakeConnector) Cancel(context.Context, BackendKey) error {
 }
 
 var _ io.ReadWriteCloser = (*scriptConn)(nil)
+
+// fakePool never holds anything: every attach connects anew.
+type fakePool struct{}
+
+func (fakePool) Acquire(context.Context, string) *OriginConn { return nil }
+func (fakePool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) {
+	_ = oc.Conn.Close()
+}
+
+type fakeVerifiers struct{}
+
+func (fakeVerifiers) LookupVerifier(context.Context, string) (string, error) { return "", nil }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -16,6 +17,9 @@ func relay(t testing.TB, cfg Config, input []byte) (toOrigin, toClient []byte) {
 	t.Helper()
 	fc := &fakeConnector{}
 	cfg.Connector = fc
+	if cfg.Mode == TransactionMode {
+		cfg.Pool, cfg.Verifiers = fakePool{}, fakeVerifiers{}
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -25,8 +29,22 @@ func relay(t testing.TB, cfg Config, input []byte) (toOrigin, toClient []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess := newSession(srv, client, bufio.NewReaderSize(client, srv.cfg.BufferSize), origin, &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}})
+	startup := &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}}
+	sess := newSession(srv, client, bufio.NewReaderSize(client, srv.cfg.BufferSize), origin, startup)
+	if cfg.Mode == TransactionMode {
+		// The greeting's backend is set aside; messages attach new ones.
+		sess.tx, sess.released = &txState{startup: startup}, true
+	}
 	sess.run(context.Background())
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if cfg.Mode == TransactionMode {
+		var all []byte
+		for _, oc := range fc.origins[1:] {
+			all = append(all, oc.written()...)
+		}
+		return all, client.written()
+	}
 	return fc.origins[0].written(), client.written()
 }
 
@@ -105,21 +123,23 @@ func TestPumpClient(t *testing.T) {
 		{name: "startup packet after startup", input: []byte{0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f}, wantCode: CodeProtocolViolation},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{MaxMessageSize: tt.maxMsg}
-			toOrigin, toClient := relay(t, cfg, tt.input)
-			maxMsg := tt.maxMsg
-			if maxMsg == 0 {
-				maxMsg = DefaultMaxMessageSize
-			}
-			want, violation := expectedForward(tt.input, maxMsg, DefaultBufferSize)
-			if !bytes.Equal(toOrigin, want) {
-				t.Fatalf("forwarded %d bytes, want %d", len(toOrigin), len(want))
-			}
-			if got := lastErrorCode(t, toClient); got != tt.wantCode || violation != (tt.wantCode != "") {
-				t.Fatalf("client got SQLSTATE %q (oracle violation %v), want %q", got, violation, tt.wantCode)
-			}
-		})
+		for _, mode := range []Mode{SessionMode, TransactionMode} {
+			t.Run(fmt.Sprintf("%s/mode %d", tt.name, mode), func(t *testing.T) {
+				cfg := Config{MaxMessageSize: tt.maxMsg, Mode: mode}
+				toOrigin, toClient := relay(t, cfg, tt.input)
+				maxMsg := tt.maxMsg
+				if maxMsg == 0 {
+					maxMsg = DefaultMaxMessageSize
+				}
+				want, violation := expectedForward(tt.input, maxMsg, DefaultBufferSize)
+				if !bytes.Equal(toOrigin, want) {
+					t.Fatalf("forwarded %d bytes, want %d", len(toOrigin), len(want))
+				}
+				if got := lastErrorCode(t, toClient); got != tt.wantCode || violation != (tt.wantCode != "") {
+					t.Fatalf("client got SQLSTATE %q (oracle violation %v), want %q", got, violation, tt.wantCode)
+				}
+			})
+		}
 	}
 }
 
@@ -135,7 +155,15 @@ func FuzzMessageLoop(f *testing.F) {
 	f.Add([]byte{'?', 0, 0, 0, 4})
 	f.Fuzz(func(t *testing.T, input []byte) {
 		const maxMsg = 4096
-		toOrigin, toClient := relay(t, Config{MaxMessageSize: maxMsg, BufferSize: 512}, input)
+		for _, mode := range []Mode{SessionMode, TransactionMode} {
+			fuzzRelay(t, mode, maxMsg, input)
+		}
+	})
+}
+
+func fuzzRelay(t *testing.T, mode Mode, maxMsg int, input []byte) {
+	{
+		toOrigin, toClient := relay(t, Config{MaxMessageSize: maxMsg, BufferSize: 512, Mode: mode}, input)
 		want, violation := expectedForward(input, maxMsg, 512)
 		if !bytes.Equal(toOrigin, want) {
 			t.Fatalf("forwarded %q, want %q", toOrigin, want)
@@ -147,5 +175,5 @@ func FuzzMessageLoop(f *testing.F) {
 		if !violation && code != "" {
 			t.Fatalf("valid input answered %q", code)
 		}
-	})
+	}
 }
