@@ -23,6 +23,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,11 +42,13 @@ func main() {
 }
 
 type options struct {
-	clients  int
-	duration time.Duration
-	scale    int
-	rounds   int
-	mode     string
+	only       string
+	cpuprofile string
+	clients    int
+	duration   time.Duration
+	scale      int
+	rounds     int
+	mode       string
 }
 
 func run() error {
@@ -55,6 +58,8 @@ func run() error {
 	flag.IntVar(&o.scale, "s", 10, "pgbench scale")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each round runs every target once, in rotating order")
 	flag.StringVar(&o.mode, "M", "prepared", "pgbench query mode")
+	flag.StringVar(&o.only, "only", "", "run only the targets whose name contains this")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (freshet's front end) to this file")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -89,21 +94,44 @@ func run() error {
 		{"pgbouncer (session)", rehost(dbURL, bouncerAddr)},
 		{"freshet (pass-through)", rehost(dbURL, freshetAddr)},
 	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	results := make(map[string][]float64)
 	for r := 0; r < o.rounds; r++ {
 		for i := range targets {
 			tg := targets[(i+r)%len(targets)]
+			if !strings.Contains(tg.name, o.only) {
+				continue
+			}
+			rBefore, wBefore := syscalls()
 			tps, err := pgbench(bindir, tg.url, o)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
-			fmt.Printf("round %d  %-24s %10.0f tps\n", r+1, tg.name, tps)
+			rAfter, wAfter := syscalls()
+			extra := ""
+			if strings.HasPrefix(tg.name, "freshet") {
+				txs := tps * o.duration.Seconds()
+				extra = fmt.Sprintf("  (freshet: %.1f read + %.1f write syscalls per transaction)", float64(rAfter-rBefore)/txs, float64(wAfter-wBefore)/txs)
+			}
+			fmt.Printf("round %d  %-24s %10.0f tps%s\n", r+1, tg.name, tps, extra)
 			results[tg.name] = append(results[tg.name], tps)
 		}
 	}
 	fmt.Printf("\npgbench -S -M %s -c %d -j 2 -T %s (scale %d), %d rounds, mean tps (excluding connection setup):\n",
 		o.mode, o.clients, o.duration, o.scale, o.rounds)
 	for _, tg := range targets {
+		if len(results[tg.name]) == 0 {
+			continue
+		}
 		fmt.Printf("  %-24s %10.0f\n", tg.name, mean(results[tg.name]))
 	}
 	return nil
@@ -287,4 +315,21 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// syscalls reads this process's read and write syscall counts.
+func syscalls() (r, w int64) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			r, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			w, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return r, w
 }
