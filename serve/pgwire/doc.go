@@ -32,6 +32,32 @@
 // discard-until-Sync, COPY, LISTEN/NOTIFY, function calls) is therefore the
 // origin's own, and a client sees exactly what it would see directly.
 //
+// # Verified authentication and pooling
+//
+// With Config.Verifiers (an auth query on the origin, like PgBouncer's
+// auth_user), freshet runs the SCRAM-SHA-256 exchange with the client
+// itself against the role's stored verifier, recovers the ClientKey from
+// the client's proof and opens origin backends with it. Still no password
+// is stored. Only then may backends be reused (Config.Pool): in
+// SessionMode a backend goes back to the pool after DISCARD ALL when its
+// client leaves idle; in TransactionMode a client holds a backend only
+// from its first message to the ReadyForQuery 'I' that ends the
+// transaction, SET/RESET run outside transactions are replayed on the
+// next backend, and state a backend keeps but freshet cannot replay
+// (temporary tables, session advisory locks, LISTEN, SQL PREPARE,
+// cursors, named protocol-level statements, set_config, SET inside a
+// transaction) pins the client to its backend until it leaves. As with
+// PgBouncer, an unnamed statement parsed in one Sync and bound in the
+// next may land on another backend in TransactionMode.
+//
+// # Cache seam
+//
+// Every simple Query is classified lexically (materialize.Classify) and
+// offered to the materialize.Cache: cacheable candidates to Lookup, writes
+// to Fence. The default cache is materialize.PassThrough, so the proxy is
+// correct on its own; serving hits and capturing fills is the
+// materializer's work.
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use; each client connection is served by

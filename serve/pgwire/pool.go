@@ -22,7 +22,8 @@ type Pool interface {
 	Acquire(ctx context.Context, key string) *OriginConn
 	// Release keeps an idle backend (no transaction, nothing
 	// outstanding) under key, resetting it first when reset is set, or
-	// closes it.
+	// closes it. Without reset it must not block: transaction pooling
+	// calls it while holding the session's lock.
 	Release(ctx context.Context, key string, oc *OriginConn, reset bool)
 }
 

@@ -368,12 +368,14 @@ func (s *session) txReady(ctx context.Context, oc *OriginConn) (done bool, err e
 		tx.mu.Unlock()
 		return false, nil
 	}
-	// Hand over at a boundary: the client has everything before the
+	// Hand over at a boundary: the backend is back in the pool before the
+	// client learns the transaction ended (so its next request, or the
+	// next client's, finds it), and the client has everything before the
 	// next backend's pump can write.
-	ferr := tx.cw.Flush()
 	tx.cur = nil
-	tx.mu.Unlock()
 	s.srv.cfg.Pool.Release(ctx, s.poolKey, oc, false)
+	ferr := tx.cw.Flush()
+	tx.mu.Unlock()
 	if ferr != nil {
 		return true, fmt.Errorf("write to client: %w", ferr)
 	}
