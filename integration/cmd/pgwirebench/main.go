@@ -20,12 +20,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -88,6 +90,17 @@ func run() error {
 		return err
 	}
 	defer stopBouncer()
+	// PgBouncer runs in a process group of its own: stop it on a signal
+	// too, or an interrupted run leaves it behind.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		stopBouncer()
+		drop()
+		fmt.Fprintln(os.Stderr, "pgwirebench: stopped by", s)
+		os.Exit(1)
+	}()
 
 	targets := []struct{ name, url string }{
 		{"postgres (direct)", dbURL},
@@ -284,17 +297,8 @@ syslog = 0
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
 	}
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		_ = os.RemoveAll(dir)
-	}
+	var once sync.Once
+	stop := func() { once.Do(func() { stopProcess(cmd, dir) }) }
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for i := 0; i < 100; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -332,4 +336,17 @@ func syscalls() (r, w int64) {
 		}
 	}
 	return r, w
+}
+
+// stopProcess stops PgBouncer by its pid and removes its directory.
+func stopProcess(cmd *exec.Cmd, dir string) {
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+	}
+	_ = os.RemoveAll(dir)
 }
