@@ -85,7 +85,7 @@ func run() error {
 		return err
 	}
 	defer stopFreshet()
-	bouncerAddr, stopBouncer, err := startPgBouncer(ctx, super, dbURL)
+	bouncerAddr, bouncerPID, stopBouncer, err := startPgBouncer(ctx, super, dbURL)
 	if err != nil {
 		return err
 	}
@@ -125,15 +125,21 @@ func run() error {
 				continue
 			}
 			rBefore, wBefore := syscalls()
+			selfBefore, bouncerBefore := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
 			tps, err := pgbench(bindir, tg.url, o)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
 			rAfter, wAfter := syscalls()
+			selfAfter, bouncerAfter := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
+			txs := tps * o.duration.Seconds()
 			extra := ""
-			if strings.HasPrefix(tg.name, "freshet") {
-				txs := tps * o.duration.Seconds()
-				extra = fmt.Sprintf("  (freshet: %.1f read + %.1f write syscalls per transaction)", float64(rAfter-rBefore)/txs, float64(wAfter-wBefore)/txs)
+			switch {
+			case strings.HasPrefix(tg.name, "freshet"):
+				extra = fmt.Sprintf("  (%.1f µs CPU, %.1f read + %.1f write syscalls per transaction)",
+					ticksToMicros(selfAfter-selfBefore)/txs, float64(rAfter-rBefore)/txs, float64(wAfter-wBefore)/txs)
+			case strings.HasPrefix(tg.name, "pgbouncer"):
+				extra = fmt.Sprintf("  (%.1f µs CPU per transaction)", ticksToMicros(bouncerAfter-bouncerBefore)/txs)
 			}
 			fmt.Printf("round %d  %-24s %10.0f tps%s\n", r+1, tg.name, tps, extra)
 			results[tg.name] = append(results[tg.name], tps)
@@ -225,33 +231,33 @@ func startFreshet(ctx context.Context, dbURL string) (string, func(), error) {
 // startPgBouncer runs PgBouncer in session mode in front of the origin,
 // authenticating clients with the superuser's SCRAM verifier (which also
 // lets PgBouncer log in to the origin with the client's proof).
-func startPgBouncer(ctx context.Context, super, dbURL string) (string, func(), error) {
+func startPgBouncer(ctx context.Context, super, dbURL string) (addr string, pid int, stop func(), err error) {
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
 		if _, statErr := os.Stat("/usr/sbin/pgbouncer"); statErr != nil {
-			return "", nil, errors.New("pgbouncer not installed; run make bench-pgwire, which installs it")
+			return "", 0, nil, errors.New("pgbouncer not installed; run make bench-pgwire, which installs it")
 		}
 		bin = "/usr/sbin/pgbouncer"
 	}
 	conn, err := pgx.Connect(ctx, super)
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	u, _ := url.Parse(super)
 	var verifier string
 	err = conn.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", u.User.Username()).Scan(&verifier)
 	conn.Close(ctx)
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	dir, err := os.MkdirTemp("", "pgwirebench-pgbouncer")
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	_ = os.Chmod(dir, 0o755)
 	port, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	host, pgPort, _ := net.SplitHostPort(u.Host)
 	ini := fmt.Sprintf(`[databases]
@@ -271,23 +277,23 @@ log_disconnections = 0
 syslog = 0
 `, host, pgPort, port, dir, dir)
 	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	users := fmt.Sprintf("%q %q\n", u.User.Username(), verifier)
 	if err := os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(users), 0o644); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	args := []string{bin, filepath.Join(dir, "pgbouncer.ini")}
 	if os.Geteuid() == 0 { // PgBouncer refuses to run as root
 		runAs := "postgres"
 		pw, err := user.Lookup(runAs)
 		if err != nil {
-			return "", nil, fmt.Errorf("running as root and no %s user for pgbouncer", runAs)
+			return "", 0, nil, fmt.Errorf("running as root and no %s user for pgbouncer", runAs)
 		}
 		uid, _ := strconv.Atoi(pw.Uid)
 		gid, _ := strconv.Atoi(pw.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return "", nil, err
+			return "", 0, nil, err
 		}
 		args = append([]string{"setpriv", "--reuid=" + runAs, "--regid=" + runAs, "--init-groups", "--"}, args...)
 	}
@@ -295,21 +301,21 @@ syslog = 0
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // its log file has it all
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	var once sync.Once
-	stop := func() { once.Do(func() { stopProcess(cmd, dir) }) }
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	stop = func() { once.Do(func() { stopProcess(cmd, dir) }) }
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for i := 0; i < 100; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			_ = c.Close()
-			return addr, stop, nil
+			return addr, cmd.Process.Pid, stop, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
 	stop()
-	return "", nil, fmt.Errorf("pgbouncer did not start:\n%s", log)
+	return "", 0, nil, fmt.Errorf("pgbouncer did not start:\n%s", log)
 }
 
 func freePort() (int, error) {
@@ -350,3 +356,24 @@ func stopProcess(cmd *exec.Cmd, dir string) {
 	}
 	_ = os.RemoveAll(dir)
 }
+
+// cpuTicks is the user+system CPU time of /proc/<pid> in clock ticks.
+func cpuTicks(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// the 14th and 15th fields of the whole line.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// ticksToMicros converts clock ticks (USER_HZ, 100 on Linux) to µs.
+func ticksToMicros(t int64) float64 { return float64(t) * 1e4 }
