@@ -227,7 +227,7 @@ func (p *Producer) drain() {
 func (p *Producer) writeGroup(group []pending) {
 	err := p.sticky()
 	if err == nil {
-		err = p.write(group)
+		err = summarize(p.write(group))
 		if err != nil {
 			p.mu.Lock()
 			p.failed = fmt.Errorf("kafka producer: write to %s failed; restart from the durable position: %w", p.cfg.Topic, err)
@@ -307,4 +307,25 @@ func (p *Producer) write(group []pending) error {
 		markers[part] = m
 	}
 	return p.w.WriteMessages(ctx, markers...)
+}
+
+// summarize shortens kafka-go's WriteErrors, which holds one error per
+// record (thousands of copies of "connection refused"), to a count and the
+// first distinct error.
+func summarize(err error) error {
+	var we kafkago.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	var first error
+	failed := 0
+	for _, e := range we {
+		if e != nil {
+			failed++
+			if first == nil {
+				first = e
+			}
+		}
+	}
+	return fmt.Errorf("%d of %d records not written: %w", failed, len(we), first)
 }
