@@ -41,14 +41,14 @@ func DecodeDebezium(key, value []byte) (*schemas.Change, error) {
 		Before json.RawMessage `json:"before"`
 		After  json.RawMessage `json:"after"`
 		Source struct {
-			Name   string          `json:"name"`
-			DB     string          `json:"db"`
-			Schema string          `json:"schema"`
-			Table  string          `json:"table"`
-			TxID   *uint64         `json:"txId"`
-			LSN    *uint64         `json:"lsn"`
-			TsMs   int64           `json:"ts_ms"`
-			TsUs   int64           `json:"ts_us"`
+			Name   string  `json:"name"`
+			DB     string  `json:"db"`
+			Schema string  `json:"schema"`
+			Table  string  `json:"table"`
+			TxID   *uint64 `json:"txId"`
+			LSN    *uint64 `json:"lsn"`
+			TsMs   int64   `json:"ts_ms"`
+			TsUs   int64   `json:"ts_us"`
 		} `json:"source"`
 		Op string `json:"op"`
 	}
