@@ -30,8 +30,9 @@ type ProducerConfig struct {
 	Partitions        int
 	ReplicationFactor int
 	// BatchTimeout is how long kafka-go waits to fill a batch for a
-	// partition before sending it. Default 2ms: freshness is measured in
-	// milliseconds, kafka-go's own default is 1s.
+	// partition before sending it. The producer already hands kafka-go
+	// everything that is waiting in one call, so this only adds latency.
+	// Default 1ms; kafka-go's own default is 1s.
 	BatchTimeout time.Duration
 	// BatchSize is the most records kafka-go sends to one partition in one
 	// request. Default 10000.
@@ -62,6 +63,7 @@ type Producer struct {
 	log        *slog.Logger
 	w          *kafkago.Writer
 	partitions int
+	all        []int // 0 .. partitions-1
 	queue      chan pending
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -111,6 +113,9 @@ func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
 		queue: make(chan pending, cfg.QueueBatches),
 		stop:  make(chan struct{}),
 	}
+	for part := range n {
+		p.all = append(p.all, part)
+	}
 	p.wg.Add(1)
 	go p.run()
 	return p, nil
@@ -128,7 +133,7 @@ func (cfg *ProducerConfig) defaults() error {
 	}
 	cfg.Partitions = or(cfg.Partitions, 6)
 	cfg.ReplicationFactor = or(cfg.ReplicationFactor, 1)
-	cfg.BatchTimeout = or(cfg.BatchTimeout, 2*time.Millisecond)
+	cfg.BatchTimeout = or(cfg.BatchTimeout, time.Millisecond)
 	cfg.BatchSize = or(cfg.BatchSize, 10000)
 	cfg.QueueBatches = or(cfg.QueueBatches, 256)
 	cfg.WriteTimeout = or(cfg.WriteTimeout, 10*time.Second)
@@ -171,7 +176,8 @@ func (p *Producer) Publish(ctx context.Context, b *ingest.Batch, done func(error
 	}
 }
 
-// Close stops the writer after the queued batches are written (or fail).
+// Close stops the writer after the queued batches and their markers are
+// written (or fail).
 func (p *Producer) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -182,52 +188,67 @@ func (p *Producer) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	p.wg.Wait()
-	return p.w.Close()
+	// A Publish racing with Close may have queued after the writer left.
+	for {
+		select {
+		case pd := <-p.queue:
+			pd.done(ErrClosed)
+		default:
+			return p.w.Close()
+		}
+	}
 }
 
-// run writes queued batches in order. It gathers every batch already
-// waiting into one write, so a busy source pays one marker round for many
-// batches and an idle one sends each batch at once.
+// run writes queued batches in order. Each write carries the progress
+// markers of the batches whose data the previous write made durable, then
+// the data of every batch waiting now: one acknowledged round trip per
+// group under load, and an idle source's heartbeat goes out at once.
 func (p *Producer) run() {
 	defer p.wg.Done()
+	var acked []pending // data durable; marker not yet
 	for {
-		var group []pending
+		group, open := p.gather(len(acked) == 0)
+		if !open && len(group) == 0 && len(acked) == 0 {
+			return
+		}
+		acked = p.writeGroup(acked, group)
+	}
+}
+
+// gather takes every queued batch, waiting for the first one if wait is
+// set. open is false once Close was called.
+func (p *Producer) gather(wait bool) (group []pending, open bool) {
+	if wait {
 		select {
 		case pd := <-p.queue:
 			group = append(group, pd)
 		case <-p.stop:
-			p.drain()
-			return
 		}
-	gather:
-		for len(group) < cap(p.queue) {
-			select {
-			case pd := <-p.queue:
-				group = append(group, pd)
-			default:
-				break gather
-			}
-		}
-		p.writeGroup(group)
 	}
-}
-
-// drain finishes what was queued before Close.
-func (p *Producer) drain() {
-	for {
+	for len(group) < cap(p.queue) {
 		select {
 		case pd := <-p.queue:
-			p.writeGroup([]pending{pd})
+			group = append(group, pd)
 		default:
-			return
+			select {
+			case <-p.stop:
+				return group, false
+			default:
+				return group, true
+			}
 		}
 	}
+	return group, true
 }
 
-func (p *Producer) writeGroup(group []pending) {
+// writeGroup writes acked's last marker to every partition and group's
+// data in one call, reports acked's batches, and returns group: its data
+// is durable, its marker goes with the next write. After a failure every
+// batch, now and later, reports the error.
+func (p *Producer) writeGroup(acked, group []pending) []pending {
 	err := p.sticky()
 	if err == nil {
-		err = summarize(p.write(group))
+		err = summarize(p.write(acked, group))
 		if err != nil {
 			p.mu.Lock()
 			p.failed = fmt.Errorf("kafka producer: write to %s failed; restart from the durable position: %w", p.cfg.Topic, err)
@@ -236,9 +257,16 @@ func (p *Producer) writeGroup(group []pending) {
 			p.log.Error("kafka write failed; nothing later is acknowledged", "topic", p.cfg.Topic, "err", err)
 		}
 	}
-	for _, pd := range group {
+	for _, pd := range acked {
 		pd.done(err)
 	}
+	if err != nil {
+		for _, pd := range group {
+			pd.done(err)
+		}
+		return nil
+	}
+	return group
 }
 
 func (p *Producer) sticky() error {
@@ -247,66 +275,67 @@ func (p *Producer) sticky() error {
 	return p.failed
 }
 
-// write sends the data of every batch of group, then the last progress
-// marker to every partition. Resets are written to every partition in
-// their place in the order.
-func (p *Producer) write(group []pending) error {
-	ctx := context.Background() // WriteTimeout and MaxAttempts bound each write
+// write sends the last progress marker of acked to every partition (acked's
+// data is already durable: a marker never precedes data Kafka did not
+// acknowledge), then group's data. Keyless changes and resets go to every
+// partition in their place in the order.
+func (p *Producer) write(acked, group []pending) error {
 	var msgs []kafkago.Message
 	var progress *schemas.Progress
-	for _, pd := range group {
-		b := pd.b
-		if b.Reset != nil {
-			for part := range p.partitions {
-				m, err := controlMessage(kindReset, b.Reset, part)
-				if err != nil {
-					return err
-				}
-				msgs = append(msgs, m)
-			}
-			continue
+	for _, pd := range acked {
+		if pd.b.Reset == nil && !pd.b.Progress.Position.IsZero() {
+			progress = &pd.b.Progress
 		}
-		for i := range b.Changes {
-			c := &b.Changes[i]
-			part := -1
-			if broadcast(c) {
-				for part = range p.partitions {
-					m, err := changeMessage(c, part)
-					if err != nil {
-						return fmt.Errorf("encode %s.%s at %s: %w", c.Schema, c.Table, c.Position, err)
-					}
-					msgs = append(msgs, m)
-				}
-				continue
-			}
-			m, err := changeMessage(c, part)
+	}
+	if progress != nil {
+		for part := range p.partitions {
+			m, err := controlMessage(kindProgress, progress, part)
 			if err != nil {
-				return fmt.Errorf("encode %s.%s at %s: %w", c.Schema, c.Table, c.Position, err)
+				return err
 			}
 			msgs = append(msgs, m)
 		}
-		if !b.Progress.Position.IsZero() {
-			progress = &b.Progress
-		}
 	}
-	if len(msgs) > 0 {
-		if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+	for _, pd := range group {
+		var err error
+		if msgs, err = p.appendBatch(msgs, pd.b); err != nil {
 			return err
 		}
 	}
-	if progress == nil {
+	if len(msgs) == 0 {
 		return nil
 	}
-	// Only now: a marker must never precede data Kafka did not acknowledge.
-	markers := make([]kafkago.Message, p.partitions)
-	for part := range p.partitions {
-		m, err := controlMessage(kindProgress, progress, part)
-		if err != nil {
-			return err
+	// WriteTimeout and MaxAttempts bound the write.
+	return p.w.WriteMessages(context.Background(), msgs...)
+}
+
+// appendBatch encodes one batch's data records.
+func (p *Producer) appendBatch(msgs []kafkago.Message, b *ingest.Batch) ([]kafkago.Message, error) {
+	if b.Reset != nil {
+		for part := range p.partitions {
+			m, err := controlMessage(kindReset, b.Reset, part)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, m)
 		}
-		markers[part] = m
+		return msgs, nil
 	}
-	return p.w.WriteMessages(ctx, markers...)
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		targets := []int{-1}
+		if broadcast(c) {
+			targets = p.all
+		}
+		for _, part := range targets {
+			m, err := changeMessage(c, part)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s.%s at %s: %w", c.Schema, c.Table, c.Position, err)
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, nil
 }
 
 // summarize shortens kafka-go's WriteErrors, which holds one error per
