@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +217,58 @@ func TestWriteErrorIsNeverAcknowledged(t *testing.T) {
 	}
 	if err := prod.Publish(ctx, batchOf(txn(3, 1, 5)), func(error) {}); err == nil {
 		t.Fatal("Publish accepted a batch after a write error")
+	}
+}
+
+// TestLostOffsetsPurgeAndStartFromLatest: a region whose committed offset
+// is no longer in the log (here: past its end, as after a topic was
+// recreated) is told to purge and goes on from the latest offsets.
+func TestLostOffsetsPurgeAndStartFromLatest(t *testing.T) {
+	const per, keys = 2, 10
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	brokers := testenv.KafkaBrokers(t)
+	topic := testenv.UniqueName("freshet_lost")
+	prod := newProducer(ctx, t, brokers, topic, 2)
+	var old []*ingest.Batch
+	for i := range 10 {
+		old = append(old, batchOf(txn(i, per, keys)))
+	}
+	publishAll(ctx, t, prod, old)
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	res, err := client.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{
+		GroupID: "freshet-region-" + topic, GenerationID: -1,
+		Topics: map[string][]kafkago.OffsetCommit{topic: {{Partition: 0, Offset: 1_000_000}, {Partition: 1, Offset: 0}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			t.Fatal(p.Error)
+		}
+	}
+
+	rec := newRecorder()
+	_, c := runConsumer(ctx, t, kafka.ConsumerConfig{Brokers: brokers, Topic: topic, Region: topic, Handler: rec})
+	rec.waitFor(ctx, t, "a purge", func(evs []kafka.Event, _ schemas.Position) bool { return len(evs) > 0 })
+	if ev := rec.snapshot()[0]; ev.Kind != kafka.EventPurge || !strings.Contains(ev.Reason, "no longer in the topic") {
+		t.Fatalf("first event %+v, want a purge", ev)
+	}
+	var fresh []*ingest.Batch
+	for i := 10; i < 20; i++ {
+		fresh = append(fresh, batchOf(txn(i, per, keys)))
+	}
+	// The purge is delivered after the latest offsets were looked up, so
+	// everything published now is after the region's new start.
+	publishAll(ctx, t, prod, fresh)
+	rec.waitWatermark(ctx, t, pos(19))
+	for _, ch := range changesOf(rec.snapshot()) {
+		if pos(9).Covers(ch.Position) {
+			t.Fatalf("change at %s from before the purge delivered", ch.Position)
+		}
+	}
+	if c.Stats().Purges != 1 {
+		t.Errorf("%d purges counted, want 1", c.Stats().Purges)
 	}
 }
