@@ -66,7 +66,8 @@ type Producer struct {
 	all        []int // 0 .. partitions-1
 	queue      chan pending
 	stop       chan struct{}
-	wg         sync.WaitGroup
+	wg         sync.WaitGroup // the writer goroutine
+	publishing sync.WaitGroup // Publish calls under way
 
 	mu     sync.Mutex
 	failed error // the first write error; sticky
@@ -159,6 +160,10 @@ func (p *Producer) Partitions() int { return p.partitions }
 func (p *Producer) Publish(ctx context.Context, b *ingest.Batch, done func(error)) error {
 	p.mu.Lock()
 	closed, failed := p.closed, p.failed
+	if !closed {
+		p.publishing.Add(1)
+		defer p.publishing.Done()
+	}
 	p.mu.Unlock()
 	switch {
 	case closed:
@@ -188,7 +193,9 @@ func (p *Producer) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	p.wg.Wait()
-	// A Publish racing with Close may have queued after the writer left.
+	// A Publish racing with Close may have queued after the writer left;
+	// no Publish starts once closed is set.
+	p.publishing.Wait()
 	for {
 		select {
 		case pd := <-p.queue:
