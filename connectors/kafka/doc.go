@@ -1,8 +1,10 @@
 // Package kafka carries change events through Apache Kafka: a Producer that
 // implements ingest.Bus for one source, and a Consumer that feeds one
-// regional node from every partition of that source's topic. It also
-// decodes Debezium-format topics (DecodeDebezium) for teams that already run
-// Debezium. ADR 0005 records the design.
+// regional node from every partition of that source's topic through a
+// Handler (the seam the materializer implements). For teams that already
+// run Debezium, DecodeDebezium reads Debezium's JSON records and a
+// DebeziumConsumer feeds a region from its table topics, without a
+// watermark. ADR 0005 records the design.
 //
 // # Wire format
 //
