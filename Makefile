@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire
+.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire bench-kafka
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -55,5 +55,12 @@ bench-pgwire:
 bench-materialize:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./materialize/...
 
+## bench-kafka: Kafka transport benchmarks against a throwaway broker: produce
+## throughput (acks=all), region apply rate, freshness p50/p99 from publish
+## to delivery. Not part of test.
+KAFKA_BENCHTIME ?= 3x
+bench-kafka:
+	$(ENV) run --only kafka -- $(GO) test -run '^$$' -bench . -benchtime $(KAFKA_BENCHTIME) ./connectors/kafka/
+
 ## bench: every benchmark, figures for the closing notes.
-bench: bench-cdc bench-materialize bench-pgwire
+bench: bench-cdc bench-materialize bench-pgwire bench-kafka

@@ -80,3 +80,31 @@ EOF
 	echo "export FRESHET_TEST_KAFKA_BROKERS='127.0.0.1:$port'" >"$dir/kafka.env"
 	log "Apache Kafka $(kafka_version) (KRaft) ready on 127.0.0.1:$port (pid $pid) in $(($(now_ms) - t0)) ms"
 }
+
+# kafka_stop stops the broker of environment $1 with SIGTERM and keeps its
+# command line, so kafka_resume starts the same broker (same ports, same
+# data) again. For fault-injection tests; teardown still works either way.
+kafka_stop() {
+	local dir=$1 pid
+	pid=$(cat "$dir/kafka.pid" 2>/dev/null) || die "no Kafka in $dir"
+	owned_pid "$pid" "$dir" || die "Kafka pid $pid of $dir is not running"
+	tr '\0' '\n' <"/proc/$pid/cmdline" >"$dir/kafka.cmdline"
+	stop_pid "$pid" TERM 30 "$dir"
+	log "Kafka (pid $pid) stopped"
+}
+
+# kafka_resume starts the broker kafka_stop stopped and waits until it
+# serves again.
+kafka_resume() {
+	local dir=$1 args pid brokers
+	[ -s "$dir/kafka.cmdline" ] || die "no stopped Kafka in $dir"
+	mapfile -t args <"$dir/kafka.cmdline"
+	start_bg root "$dir/kafka/stdout.log" "${args[@]}"
+	pid=$!
+	echo "$pid" >"$dir/kafka.pid"
+	rm -f "$dir/kafka.cmdline"
+	brokers=$(sed -n "s/.*FRESHET_TEST_KAFKA_BROKERS='\(.*\)'.*/\1/p" "$dir/kafka.env")
+	WAIT_PID=$pid WAIT_SECONDS=90 wait_until "$dir/bin/envprobe" kafka-ready -brokers "$brokers" ||
+		die "Kafka did not come back on $brokers"
+	log "Kafka back on $brokers (pid $pid)"
+}

@@ -1,0 +1,367 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+
+	"github.com/freshetdb/freshet/ingest"
+	"github.com/freshetdb/freshet/schemas"
+)
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("kafka producer closed")
+
+// ProducerConfig configures a Producer.
+type ProducerConfig struct {
+	// Brokers are the bootstrap brokers, host:port. Required.
+	Brokers []string
+	// Topic is the source's topic. Required.
+	Topic string
+	// Partitions and ReplicationFactor are used when the topic has to be
+	// created. Defaults 6 and 1.
+	Partitions        int
+	ReplicationFactor int
+	// BatchTimeout is how long kafka-go waits to fill a batch for a
+	// partition before sending it. The producer already hands kafka-go
+	// everything that is waiting in one call, so this only adds latency.
+	// Default 1ms; kafka-go's own default is 1s.
+	BatchTimeout time.Duration
+	// BatchSize is the most records kafka-go sends to one partition in one
+	// request. Default 10000.
+	BatchSize int
+	// Compression of record batches. Default lz4.
+	Compression compress.Compression
+	// QueueBatches is how many batches Publish accepts before it waits for
+	// Kafka. Default 256.
+	QueueBatches int
+	// WriteTimeout bounds one attempt to write to the broker. Default 10s.
+	WriteTimeout time.Duration
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Producer is the ingest.Bus for one source's topic. It writes each
+// batch's changes keyed by hash(table, primary key) with acks from every
+// in-sync replica, then, once Kafka acknowledged them, the batch's progress
+// marker to every partition, and only then reports the batch durable.
+//
+// A failed write poisons the producer: that batch and every later one
+// report the error, because kafka-go has no idempotent producer and some
+// records of the failed write may or may not be in Kafka. The ingest
+// pipeline must restart from its durable position with a new Producer;
+// consumers drop the duplicates this causes.
+type Producer struct {
+	cfg        ProducerConfig
+	log        *slog.Logger
+	w          *kafkago.Writer
+	partitions int
+	all        []int // 0 .. partitions-1
+	queue      chan pending
+	stop       chan struct{}
+	wg         sync.WaitGroup // the writer goroutine
+	publishing sync.WaitGroup // Publish calls under way
+
+	mu     sync.Mutex
+	failed error // the first write error; sticky
+	closed bool
+}
+
+type pending struct {
+	b    *ingest.Batch
+	done func(error)
+}
+
+var _ ingest.Bus = (*Producer)(nil)
+
+// NewProducer validates cfg, creates the topic if it is missing and starts
+// the writer.
+func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	addr := kafkago.TCP(cfg.Brokers...)
+	n, err := ensureTopic(ctx, &kafkago.Client{Addr: addr, Timeout: cfg.WriteTimeout}, cfg.Topic, cfg.Partitions, cfg.ReplicationFactor)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	p := &Producer{
+		cfg: cfg, log: log, partitions: n,
+		w: &kafkago.Writer{
+			Addr:         addr,
+			Topic:        cfg.Topic,
+			Balancer:     &balancer{},
+			RequiredAcks: kafkago.RequireAll, // the zero Writer would not wait for any ack
+			BatchTimeout: cfg.BatchTimeout,
+			BatchSize:    cfg.BatchSize,
+			BatchBytes:   16 << 20,
+			Compression:  cfg.Compression,
+			WriteTimeout: cfg.WriteTimeout,
+			ReadTimeout:  cfg.WriteTimeout,
+			MaxAttempts:  3,
+		},
+		queue: make(chan pending, cfg.QueueBatches),
+		stop:  make(chan struct{}),
+	}
+	for part := range n {
+		p.all = append(p.all, part)
+	}
+	p.wg.Add(1)
+	go p.run()
+	return p, nil
+}
+
+func (cfg *ProducerConfig) defaults() error {
+	switch {
+	case len(cfg.Brokers) == 0:
+		return errors.New("kafka producer: Brokers is required")
+	case cfg.Topic == "":
+		return errors.New("kafka producer: Topic is required")
+	case cfg.Partitions < 0 || cfg.ReplicationFactor < 0 || cfg.BatchSize < 0 || cfg.QueueBatches < 0 ||
+		cfg.BatchTimeout < 0 || cfg.WriteTimeout < 0:
+		return errors.New("kafka producer: sizes and durations must not be negative")
+	}
+	cfg.Partitions = or(cfg.Partitions, 6)
+	cfg.ReplicationFactor = or(cfg.ReplicationFactor, 1)
+	cfg.BatchTimeout = or(cfg.BatchTimeout, time.Millisecond)
+	cfg.BatchSize = or(cfg.BatchSize, 10000)
+	cfg.QueueBatches = or(cfg.QueueBatches, 256)
+	cfg.WriteTimeout = or(cfg.WriteTimeout, 10*time.Second)
+	if cfg.Compression == 0 {
+		cfg.Compression = compress.Lz4
+	}
+	return nil
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Partitions is the topic's partition count.
+func (p *Producer) Partitions() int { return p.partitions }
+
+// Publish implements ingest.Bus. It waits only while QueueBatches batches
+// are already waiting for Kafka.
+func (p *Producer) Publish(ctx context.Context, b *ingest.Batch, done func(error)) error {
+	p.mu.Lock()
+	closed, failed := p.closed, p.failed
+	if !closed {
+		p.publishing.Add(1)
+		defer p.publishing.Done()
+	}
+	p.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case failed != nil:
+		return failed
+	}
+	select {
+	case p.queue <- pending{b, done}:
+		return nil
+	case <-p.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the writer after the queued batches and their markers are
+// written (or fail).
+func (p *Producer) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	p.wg.Wait()
+	// A Publish racing with Close may have queued after the writer left;
+	// no Publish starts once closed is set.
+	p.publishing.Wait()
+	for {
+		select {
+		case pd := <-p.queue:
+			pd.done(ErrClosed)
+		default:
+			return p.w.Close()
+		}
+	}
+}
+
+// run writes queued batches in order. Each write carries the progress
+// markers of the batches whose data the previous write made durable, then
+// the data of every batch waiting now: one acknowledged round trip per
+// group under load, and an idle source's heartbeat goes out at once.
+func (p *Producer) run() {
+	defer p.wg.Done()
+	var acked []pending // data durable; marker not yet
+	for {
+		group, open := p.gather(len(acked) == 0)
+		if !open && len(group) == 0 && len(acked) == 0 {
+			return
+		}
+		acked = p.writeGroup(acked, group)
+	}
+}
+
+// gather takes every queued batch, waiting for the first one if wait is
+// set. open is false once Close was called.
+func (p *Producer) gather(wait bool) (group []pending, open bool) {
+	if wait {
+		select {
+		case pd := <-p.queue:
+			group = append(group, pd)
+		case <-p.stop:
+		}
+	}
+	for len(group) < cap(p.queue) {
+		select {
+		case pd := <-p.queue:
+			group = append(group, pd)
+		default:
+			select {
+			case <-p.stop:
+				return group, false
+			default:
+				return group, true
+			}
+		}
+	}
+	return group, true
+}
+
+// writeGroup writes acked's last marker to every partition and group's
+// data in one call, reports acked's batches, and returns group: its data
+// is durable, its marker goes with the next write. After a failure every
+// batch, now and later, reports the error.
+func (p *Producer) writeGroup(acked, group []pending) []pending {
+	err := p.sticky()
+	if err == nil {
+		err = summarize(p.write(acked, group))
+		if err != nil {
+			p.mu.Lock()
+			p.failed = fmt.Errorf("kafka producer: write to %s failed; restart from the durable position: %w", p.cfg.Topic, err)
+			err = p.failed
+			p.mu.Unlock()
+			p.log.Error("kafka write failed; nothing later is acknowledged", "topic", p.cfg.Topic, "err", err)
+		}
+	}
+	for _, pd := range acked {
+		pd.done(err)
+	}
+	if err != nil {
+		for _, pd := range group {
+			pd.done(err)
+		}
+		return nil
+	}
+	return group
+}
+
+func (p *Producer) sticky() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+// write sends the last progress marker of acked to every partition (acked's
+// data is already durable: a marker never precedes data Kafka did not
+// acknowledge), then group's data. Keyless changes and resets go to every
+// partition in their place in the order.
+func (p *Producer) write(acked, group []pending) error {
+	var msgs []kafkago.Message
+	var progress *schemas.Progress
+	for _, pd := range acked {
+		if pd.b.Reset == nil && !pd.b.Progress.Position.IsZero() {
+			progress = &pd.b.Progress
+		}
+	}
+	if progress != nil {
+		for part := range p.partitions {
+			m, err := controlMessage(kindProgress, progress, part)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	for _, pd := range group {
+		var err error
+		if msgs, err = p.appendBatch(msgs, pd.b); err != nil {
+			return err
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	// WriteTimeout and MaxAttempts bound the write.
+	return p.w.WriteMessages(context.Background(), msgs...)
+}
+
+// appendBatch encodes one batch's data records.
+func (p *Producer) appendBatch(msgs []kafkago.Message, b *ingest.Batch) ([]kafkago.Message, error) {
+	if b.Reset != nil {
+		for part := range p.partitions {
+			m, err := controlMessage(kindReset, b.Reset, part)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, m)
+		}
+		return msgs, nil
+	}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		targets := []int{-1}
+		if broadcast(c) {
+			targets = p.all
+		}
+		for _, part := range targets {
+			m, err := changeMessage(c, part)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s.%s at %s: %w", c.Schema, c.Table, c.Position, err)
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, nil
+}
+
+// summarize shortens kafka-go's WriteErrors, which holds one error per
+// record (thousands of copies of "connection refused"), to a count and the
+// first distinct error.
+func summarize(err error) error {
+	var we kafkago.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	var first error
+	failed := 0
+	for _, e := range we {
+		if e != nil {
+			failed++
+			if first == nil {
+				first = e
+			}
+		}
+	}
+	return fmt.Errorf("%d of %d records not written: %w", failed, len(we), first)
+}
