@@ -318,6 +318,16 @@ func (ix *index) purge() {
 	ix.seq++
 	ix.reset = ix.seq
 	for name, t := range ix.tables {
+		for e := range t.entries {
+			e.Invalidate()
+		}
+		for _, c := range t.cols {
+			for _, v := range c.vals {
+				for e := range v.entries {
+					e.Invalidate()
+				}
+			}
+		}
 		keep := &tableDeps{entries: map[*cache.Entry]struct{}{}, cols: map[string]*colDeps{}}
 		for cn, c := range t.cols {
 			if c.pending > 0 {

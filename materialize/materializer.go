@@ -181,6 +181,13 @@ func (m *Materializer) Get(ctx context.Context, q *Query) (e *cache.Entry, tk *T
 	}
 	if f := m.flights.join(q.Key); f != nil {
 		if f.wait(ctx, m.cfg.FlightWait) {
+			// The leader's entry, even before ristretto applies its Set
+			// asynchronously; the invalidation flag still rules.
+			if e := f.entry; e != nil && !e.Invalidated() {
+				m.stats.hits.Add(1)
+				m.stats.coalesced.Add(1)
+				return e, nil, ""
+			}
 			if e, ok := m.store.Get(q.Key); ok {
 				m.stats.hits.Add(1)
 				m.stats.coalesced.Add(1)
@@ -268,6 +275,9 @@ func (m *Materializer) Put(tk *Ticket, response []byte) bool {
 	if !m.store.Set(e) {
 		m.ix.forget(e)
 		return false
+	}
+	if tk.flight != nil {
+		tk.flight.entry = e
 	}
 	m.stats.fills.Add(1)
 	return true
@@ -389,7 +399,11 @@ type flights struct {
 	m  map[string]*flight
 }
 
-type flight struct{ done chan struct{} }
+type flight struct {
+	done chan struct{}
+	// entry is the leader's admitted entry, set before done is closed.
+	entry *cache.Entry
+}
 
 // join returns the fill in flight for key, if any.
 func (f *flights) join(key []byte) *flight {
