@@ -423,3 +423,13 @@ func TestEvictionUnregisters(t *testing.T) {
 		t.Fatalf("%d entries registered in a 64 KiB cache of 1 KB entries", n)
 	}
 }
+
+func TestUnpublishedTableIsNotCached(t *testing.T) {
+	cat := PublishedOnly(testCatalog, []string{"public.u"})
+	if res := analyze.Analyze(analyze.Input{SQL: "SELECT v FROM t WHERE id = 1", Session: analyze.SessionKnown}, cat); res.Cacheable || res.Reason != analyze.ReasonNotReplicated {
+		t.Fatalf("unpublished t: cacheable %v reason %q", res.Cacheable, res.Reason)
+	}
+	if res := analyze.Analyze(analyze.Input{SQL: "SELECT id FROM u WHERE id = 1", Session: analyze.SessionKnown}, cat); !res.Cacheable {
+		t.Fatalf("published u: %s %s", res.Reason, res.Detail)
+	}
+}
