@@ -276,6 +276,9 @@ func (m *Materializer) Put(tk *Ticket, response []byte) bool {
 		m.ix.forget(e)
 		return false
 	}
+	// ristretto applies sets asynchronously; wait, on this miss path
+	// that already paid an origin round trip, so the next read hits.
+	m.store.Wait()
 	if tk.flight != nil {
 		tk.flight.entry = e
 	}

@@ -1,0 +1,61 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/freshetdb/freshet/schemas"
+)
+
+// TestMaterializerPrecision: after UPDATE t SET v = v + 1 WHERE id = 5 at
+// the real origin, the cached id = 5 read is refreshed, id = 6 is still a
+// hit, and a join over t is invalidated.
+func TestMaterializerPrecision(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startMaterializer(t, []string{"t", "o"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		CREATE TABLE {name}_o (id int PRIMARY KEY, t_id int NOT NULL);
+		INSERT INTO {name}_t SELECT g, g * 10 FROM generate_series(1, 10) g;
+		INSERT INTO {name}_o SELECT g, g FROM generate_series(1, 10) g;`, materialize.Config{})
+	t5 := "SELECT v::text FROM " + f.table("t") + " WHERE id = 5"
+	t6 := "SELECT v::text FROM " + f.table("t") + " WHERE id = $1"
+	join := "SELECT t.v::text FROM " + f.table("t") + " t JOIN " + f.table("o") + " o ON o.t_id = t.id WHERE o.id = 5"
+	f.catchUp(ctx)
+	mustRead := func(sql string, want string, wantHit bool, params ...string) {
+		t.Helper()
+		got, hit, err := f.read(ctx, schemas.Position{}, sql, params...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want || hit != wantHit {
+			t.Fatalf("%s: got %q hit %v, want %q hit %v", sql, got, hit, want, wantHit)
+		}
+	}
+	mustRead(t5, "50", false)
+	mustRead(t6, "60", false, "6")
+	mustRead(join, "50", false)
+	for _, sql := range []string{t5, join} {
+		mustRead(sql, "50", true)
+	}
+	mustRead(t6, "60", true, "6")
+
+	if _, err := f.pool.Exec(ctx, "UPDATE "+f.table("t")+" SET v = v + 1 WHERE id = 5"); err != nil {
+		t.Fatal(err)
+	}
+	f.catchUp(ctx)
+	before := f.m.Stats()
+	mustRead(t6, "60", true, "6")
+	if got := f.m.Stats().Hits - before.Hits; got != 1 {
+		t.Fatalf("hit counter moved by %d for id = 6, want 1", got)
+	}
+	mustRead(t5, "51", false)
+	mustRead(join, "51", false)
+	mustRead(t5, "51", true)
+	if s := f.m.Stats(); s.Invalidated < 2 {
+		t.Fatalf("invalidated %d entries, want at least id = 5 and the join", s.Invalidated)
+	}
+}
