@@ -92,6 +92,7 @@ func startMaterializer(t *testing.T, tables []string, ddl string, cfg materializ
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Visibility = postgres.Visibility{DB: pool}
 	cfg.Loader = materialize.PublishedLoader{Loader: loader, Published: published}
 	if f.m, err = materialize.New(cfg); err != nil {
 		t.Fatal(err)

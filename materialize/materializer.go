@@ -37,6 +37,12 @@ type Config struct {
 	// FlightWait is how long a miss waits for a concurrent fill of the
 	// same key before asking the origin itself. Default 2s.
 	FlightWait time.Duration
+	// Visibility, when set, is waited on before a batch's changes are
+	// applied: logical decoding may report a commit before it is visible
+	// to new snapshots, and a fill that asked the origin in that moment
+	// would cache the old rows (ADR 0005). Required against a real
+	// origin; connectors/postgres.Visibility implements it.
+	Visibility Visibility
 	// Logger receives resets, fallbacks and catalog reloads; nil discards.
 	Logger *slog.Logger
 	// Hooks inject delays between the steps of fills and change
@@ -57,9 +63,9 @@ type Hooks struct {
 	BeforeEnd func()
 	// BeforeChange runs before each change is applied.
 	BeforeChange func()
-	// BeforeAdvance runs after a batch's changes, before the watermark
-	// moves.
-	BeforeAdvance func()
+	// BeforeAdvance runs after a batch's changes were applied (their
+	// entries invalidated), before the watermark moves.
+	BeforeAdvance func(*ingest.Batch)
 }
 
 // Materializer answers cacheable reads from the cache and keeps it exact
@@ -303,17 +309,55 @@ type Subscription interface {
 	Next(ctx context.Context) (*ingest.Batch, error)
 }
 
+// Visibility waits until committed transactions are visible to new
+// snapshots at the origin.
+type Visibility interface {
+	WaitVisible(ctx context.Context, xids []uint32) error
+}
+
 // Run applies batches from sub until ctx ends or sub fails.
 func (m *Materializer) Run(ctx context.Context, sub Subscription) error {
 	for {
 		b, err := sub.Next(ctx)
+		if err == nil {
+			err = m.Apply(ctx, b)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("materialize: next batch: %w", err)
+			return fmt.Errorf("materialize: %w", err)
 		}
-		m.Apply(ctx, b)
+	}
+}
+
+// waitVisible waits until b's transactions are visible at the origin,
+// retrying while the origin cannot be asked: until then nothing of b is
+// applied and the watermark stays (reads tunnel past the staleness bound).
+func (m *Materializer) waitVisible(ctx context.Context, b *ingest.Batch) error {
+	if m.cfg.Visibility == nil || len(b.Changes) == 0 {
+		return nil
+	}
+	var xids []uint32
+	for i := range b.Changes {
+		if x := b.Changes[i].TxID; x != 0 && (len(xids) == 0 || xids[len(xids)-1] != x) {
+			xids = append(xids, x)
+		}
+	}
+	if len(xids) == 0 {
+		return nil
+	}
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		err := m.cfg.Visibility.WaitVisible(ctx, xids)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		m.log.Warn("cannot confirm the origin sees a batch's commits; holding the batch", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
 	}
 }
 
@@ -322,11 +366,15 @@ func (m *Materializer) Run(ctx context.Context, sub Subscription) error {
 const pruneEvery = 4096
 
 // Apply invalidates what b's changes can affect, then moves the
-// watermark to b's progress marker. A reset purges everything.
-func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) {
+// watermark to b's progress marker. A reset purges everything. It fails
+// only when ctx ends before b's commits are confirmed visible.
+func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	if b.Reset != nil {
 		m.purge(b.Reset)
-		return
+		return nil
+	}
+	if err := m.waitVisible(ctx, b); err != nil {
+		return fmt.Errorf("wait for visibility: %w", err)
 	}
 	var inv Invalidation
 	schema := false
@@ -359,11 +407,12 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) {
 		m.reloadCatalog(ctx)
 	}
 	if h := m.cfg.Hooks.BeforeAdvance; h != nil {
-		h()
+		h(b)
 	}
 	if !b.Progress.Position.IsZero() {
 		m.wm.advance(b.Progress)
 	}
+	return nil
 }
 
 func (m *Materializer) reloadCatalog(ctx context.Context) {

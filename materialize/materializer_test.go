@@ -78,7 +78,7 @@ func (h *harness) apply(changes ...schemas.Change) {
 			changes[i].Schema = "public"
 		}
 	}
-	h.m.Apply(context.Background(), &ingest.Batch{Changes: changes,
+	_ = h.m.Apply(context.Background(), &ingest.Batch{Changes: changes,
 		Progress: schemas.Progress{Position: schemas.Position{LSN: h.lsn}, CommitTime: h.clock.Now()}})
 }
 
@@ -261,7 +261,7 @@ func TestResetPurges(t *testing.T) {
 	h := newHarness(t, Config{})
 	q := h.query("SELECT v FROM t WHERE id = 1")
 	h.fill(q, "r")
-	h.m.Apply(context.Background(), &ingest.Batch{Reset: &schemas.Reset{Source: "s", Reason: "slot lost"}})
+	_ = h.m.Apply(context.Background(), &ingest.Batch{Reset: &schemas.Reset{Source: "s", Reason: "slot lost"}})
 	if _, _, bypass := h.m.Get(context.Background(), q); bypass != BypassNoWatermark {
 		t.Fatalf("after reset: bypass = %q", bypass)
 	}
