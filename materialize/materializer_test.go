@@ -43,13 +43,13 @@ func (c *clock) add(d time.Duration) {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	m     *Materializer
 	clock *clock
 	lsn   schemas.LSN
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	if cfg.Catalog == nil {
@@ -431,5 +431,48 @@ func TestUnpublishedTableIsNotCached(t *testing.T) {
 	}
 	if res := analyze.Analyze(analyze.Input{SQL: "SELECT id FROM u WHERE id = 1", Session: analyze.SessionKnown}, cat); !res.Cacheable {
 		t.Fatalf("published u: %s %s", res.Reason, res.Detail)
+	}
+}
+
+func TestLookupFromRequest(t *testing.T) {
+	h := newHarness(t, Config{})
+	ctx := context.Background()
+	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown,
+		Params: Params{Values: [][]byte{[]byte("5")}}}
+	a, key := h.m.Lookup(ctx, r, nil)
+	if a.Ticket == nil {
+		t.Fatalf("want a miss, got %+v", a)
+	}
+	h.m.Put(a.Ticket, []byte("resp"))
+	if a, _ = h.m.Lookup(ctx, r, key); a.Entry == nil || string(a.Entry.Response()) != "resp" {
+		t.Fatalf("want a hit, got %+v", a)
+	}
+	other := *r
+	other.Role = "bob"
+	if a, _ = h.m.Lookup(ctx, &other, nil); a.Entry != nil {
+		t.Fatal("another role was served alice's result")
+	}
+	h.m.Abandon(a.Ticket)
+	for _, c := range []struct {
+		name   string
+		mutate func(*Request)
+		reason string
+	}{
+		{"read-write transaction", func(r *Request) { r.Tx = analyze.TxReadWrite }, string(analyze.ReasonReadWriteTx)},
+		{"unknown session", func(r *Request) { r.Session = analyze.SessionUnknown }, string(analyze.ReasonSessionState)},
+		{"volatile", func(r *Request) { r.SQL = "SELECT random()" }, ""},
+		{"clock parameter", func(r *Request) { r.Params.Values = [][]byte{[]byte("now")} }, BypassTimeLiteral},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rr := *r
+			c.mutate(&rr)
+			a, _ := h.m.Lookup(ctx, &rr, nil)
+			if a.Entry != nil || a.Ticket != nil || (c.reason != "" && a.Reason != c.reason) {
+				t.Fatalf("got %+v, want bypass %q", a, c.reason)
+			}
+		})
+	}
+	if allocs := testing.AllocsPerRun(100, func() { a, key = h.m.Lookup(ctx, r, key) }); allocs > 1 {
+		t.Errorf("a hit allocates %.0f times", allocs)
 	}
 }
