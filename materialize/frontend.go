@@ -30,8 +30,13 @@ type Request struct {
 	SearchPath []string
 	Tx         analyze.TxState
 	Session    analyze.SessionState
-	// Fence is the origin position of the session's last write, zero if
-	// none is pending.
+	// FencePending is set by the front end when the session sent
+	// anything that may have written since its last cacheable read;
+	// Lookup then reads the origin's position (Config.Positions) into
+	// Fence and clears it. Keep the Request per session.
+	FencePending bool
+	// Fence is the origin position the session's next cached read must
+	// wait for; Lookup clears it once the watermark covers it.
 	Fence schemas.Position
 }
 
@@ -44,6 +49,9 @@ type Answer struct {
 	Entry  *cache.Entry
 	Ticket *Ticket
 	Reason string
+	// Cacheable reports that analysis found the statement a plain read:
+	// whatever the answer, it wrote nothing at the origin.
+	Cacheable bool
 }
 
 // Lookup answers r. key is a scratch buffer for the encoded key, returned
@@ -69,9 +77,38 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 		ResultFormats: r.ResultFormats, Settings: r.Settings,
 	}
 	key = cache.AppendKey(key[:0], &k)
+	if r.FencePending {
+		if !m.resolveFence(ctx, r) {
+			m.stats.bypass(BypassFence)
+			return Answer{Reason: BypassFence, Cacheable: true}, key
+		}
+	}
 	q := Query{Key: key, Analysis: &res, Params: &r.Params, Fence: r.Fence}
 	e, tk, reason := m.Get(ctx, &q)
-	return Answer{Entry: e, Ticket: tk, Reason: reason}, key
+	if !r.Fence.IsZero() && reason == "" {
+		r.Fence = schemas.Position{} // the watermark covers it now
+	}
+	return Answer{Entry: e, Ticket: tk, Reason: reason, Cacheable: true}, key
+}
+
+// resolveFence reads the origin's position after the session's writes
+// into r.Fence; false when it cannot be read (the read then goes to the
+// origin and the fence stays pending).
+func (m *Materializer) resolveFence(ctx context.Context, r *Request) bool {
+	if m.cfg.Positions == nil {
+		r.FencePending = false
+		return true
+	}
+	p, err := m.cfg.Positions.CurrentPosition(ctx)
+	if err != nil {
+		m.log.Warn("read-your-writes: cannot read the origin's position", "err", err)
+		return false
+	}
+	if p.Compare(r.Fence) > 0 {
+		r.Fence = p
+	}
+	r.FencePending = false
+	return true
 }
 
 // timeDependentParams reports a text parameter such as 'now' or 'today'

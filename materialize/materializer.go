@@ -43,6 +43,10 @@ type Config struct {
 	// would cache the old rows (ADR 0005). Required against a real
 	// origin; connectors/postgres.Visibility implements it.
 	Visibility Visibility
+	// Positions reads the origin's position for read-your-writes fences
+	// (Request.FencePending). Without it, pending fences are dropped:
+	// only set it nil where no session writes.
+	Positions PositionSource
 	// Logger receives resets, fallbacks and catalog reloads; nil discards.
 	Logger *slog.Logger
 	// Hooks inject delays between the steps of fills and change

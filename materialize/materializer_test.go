@@ -476,3 +476,25 @@ func TestLookupFromRequest(t *testing.T) {
 		t.Errorf("a hit allocates %.0f times", allocs)
 	}
 }
+
+type fixedPosition struct{ p schemas.Position }
+
+func (f *fixedPosition) CurrentPosition(context.Context) (schemas.Position, error) { return f.p, nil }
+
+func TestLookupResolvesPendingFence(t *testing.T) {
+	pos := &fixedPosition{}
+	h := newHarness(t, Config{Positions: pos, FenceWait: time.Millisecond})
+	ctx := context.Background()
+	r := &Request{SQL: "SELECT v FROM t WHERE id = 1", Session: analyze.SessionKnown}
+	a, key := h.m.Lookup(ctx, r, nil)
+	h.m.Put(a.Ticket, []byte("r"))
+	pos.p = schemas.Position{LSN: h.lsn + 10} // the session's write
+	r.FencePending = true
+	if a, key = h.m.Lookup(ctx, r, key); a.Reason != BypassFence || r.FencePending || r.Fence != pos.p {
+		t.Fatalf("answer %+v, pending %v fence %v", a, r.FencePending, r.Fence)
+	}
+	h.apply() // the watermark passes the write
+	if a, _ = h.m.Lookup(ctx, r, key); a.Entry == nil || !r.Fence.IsZero() {
+		t.Fatalf("answer %+v fence %v", a, r.Fence)
+	}
+}
