@@ -61,10 +61,12 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: r.Session})
 	if !res.Cacheable {
 		m.stats.bypass(string(res.Reason))
+		m.metrics.bypassed(string(res.Reason))
 		return Answer{Reason: string(res.Reason)}, key
 	}
 	if timeDependentParams(&r.Params) {
 		m.stats.bypass(BypassTimeLiteral)
+		m.metrics.bypassed(BypassTimeLiteral)
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
 	stmt := r.SQL
@@ -80,6 +82,7 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 	if r.FencePending {
 		if !m.resolveFence(ctx, r) {
 			m.stats.bypass(BypassFence)
+			m.metrics.bypassed(BypassFence)
 			return Answer{Reason: BypassFence, Cacheable: true}, key
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/freshetdb/freshet/materialize/analyze"
 	"github.com/freshetdb/freshet/materialize/cache"
 	"github.com/freshetdb/freshet/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Materializer.
@@ -47,6 +48,9 @@ type Config struct {
 	// (Request.FencePending). Without it, pending fences are dropped:
 	// only set it nil where no session writes.
 	Positions PositionSource
+	// Registerer, when set, receives the materializer's Prometheus
+	// metrics.
+	Registerer prometheus.Registerer
 	// Logger receives resets, fallbacks and catalog reloads; nil discards.
 	Logger *slog.Logger
 	// Hooks inject delays between the steps of fills and change
@@ -85,6 +89,7 @@ type Materializer struct {
 	reload  atomic.Bool // a schema change is being followed by a catalog reload
 	flights flights
 	stats   counters
+	metrics *metrics
 }
 
 type memoGen struct {
@@ -123,6 +128,12 @@ func New(cfg Config) (*Materializer, error) {
 		return nil, fmt.Errorf("materialize: %w", err)
 	}
 	m.store = store
+	if cfg.Registerer != nil {
+		if m.metrics, err = newMetrics(cfg.Registerer, m); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("materialize: metrics: %w", err)
+		}
+	}
 	m.memo.Store(&memoGen{memo: analyze.NewMemo(cfg.Catalog, 0)})
 	return m, nil
 }
@@ -181,12 +192,15 @@ const (
 // Abandon it), or neither (bypass names why): the caller asks the origin
 // and does not fill.
 func (m *Materializer) Get(ctx context.Context, q *Query) (e *cache.Entry, tk *Ticket, bypass string) {
+	t0 := time.Now()
 	if reason := m.servable(ctx, q); reason != "" {
 		m.stats.bypass(reason)
+		m.metrics.bypassed(reason)
 		return nil, nil, reason
 	}
 	if e, ok := m.store.Get(q.Key); ok {
 		m.stats.hits.Add(1)
+		m.metrics.hit(time.Since(t0))
 		return e, nil, ""
 	}
 	if f := m.flights.join(q.Key); f != nil {
@@ -196,20 +210,24 @@ func (m *Materializer) Get(ctx context.Context, q *Query) (e *cache.Entry, tk *T
 			if e := f.entry; e != nil && !e.Invalidated() {
 				m.stats.hits.Add(1)
 				m.stats.coalesced.Add(1)
+				m.metrics.hit(time.Since(t0))
 				return e, nil, ""
 			}
 			if e, ok := m.store.Get(q.Key); ok {
 				m.stats.hits.Add(1)
 				m.stats.coalesced.Add(1)
+				m.metrics.hit(time.Since(t0))
 				return e, nil, ""
 			}
 		}
 		// The leader's fill failed or was refused: ask the origin as a
 		// plain miss, without filling, rather than stampede.
 		m.stats.bypass(BypassFlightFailed)
+		m.metrics.bypassed(BypassFlightFailed)
 		return nil, nil, BypassFlightFailed
 	}
 	m.stats.misses.Add(1)
+	m.metrics.miss()
 	return nil, m.begin(q), ""
 }
 
@@ -243,6 +261,7 @@ type Ticket struct {
 	gen    uint64
 	flight *flight
 	done   bool
+	start  time.Time
 }
 
 // Deps are the dependencies the result will be registered under.
@@ -250,7 +269,7 @@ func (t *Ticket) Deps() []cache.Dependency { return t.deps }
 
 func (m *Materializer) begin(q *Query) *Ticket {
 	deps := Dependencies(q.Analysis, q.Params)
-	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen}
+	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now()}
 	tk.flight = m.flights.lead(tk.key)
 	tk.tok = m.ix.begin(deps)
 	if h := m.cfg.Hooks.AfterBegin; h != nil {
@@ -276,12 +295,15 @@ func (m *Materializer) Put(tk *Ticket, response []byte) bool {
 	if tk.gen != m.memo.Load().gen || m.reload.Load() {
 		m.ix.end(tk.tok, tk.deps, nil)
 		m.stats.staleFills.Add(1)
+		m.metrics.filled(false, 0)
 		return false
 	}
 	if !m.ix.end(tk.tok, tk.deps, e) {
 		m.stats.staleFills.Add(1)
+		m.metrics.filled(false, 0)
 		return false
 	}
+	m.metrics.filled(true, time.Since(tk.start))
 	if !m.store.Set(e) {
 		m.ix.forget(e)
 		return false
@@ -401,6 +423,7 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	}
 	m.stats.changes.Add(uint64(len(b.Changes)))
 	m.stats.invalidated.Add(uint64(len(inv.Entries)))
+	m.metrics.applied(len(b.Changes), len(inv.Entries))
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
 	}

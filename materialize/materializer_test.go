@@ -11,6 +11,8 @@ import (
 	"github.com/freshetdb/freshet/materialize/analyze"
 	"github.com/freshetdb/freshet/materialize/cache"
 	"github.com/freshetdb/freshet/schemas"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var testCatalog = analyze.NewSnapshot(analyze.SnapshotData{
@@ -496,5 +498,23 @@ func TestLookupResolvesPendingFence(t *testing.T) {
 	h.apply() // the watermark passes the write
 	if a, _ = h.m.Lookup(ctx, r, key); a.Entry == nil || !r.Fence.IsZero() {
 		t.Fatalf("answer %+v fence %v", a, r.Fence)
+	}
+}
+
+func TestMetricsOnRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, Config{Registerer: reg})
+	q := h.query("SELECT v FROM t WHERE id = 1")
+	h.fill(q, "r")
+	h.hit(q)
+	got, err := testutil.GatherAndCount(reg, "freshet_cache_lookups_total", "freshet_cache_fills_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 3 { // lookups{hit}, lookups{miss}, fills{admitted}
+		t.Fatalf("%d series, want 3", got)
+	}
+	if v := testutil.ToFloat64(h.m.metrics.lookups.WithLabelValues("hit")); v != 1 {
+		t.Fatalf("hits = %v", v)
 	}
 }
