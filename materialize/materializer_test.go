@@ -58,6 +58,9 @@ func newHarness(t testing.TB, cfg Config) *harness {
 		cfg.Catalog = testCatalog
 	}
 	cfg.Now = h.clock.Now
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 1 << 20 // small admission counters: fast tests
+	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
