@@ -59,6 +59,12 @@ type Answer struct {
 // request or the result.
 func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answer, []byte) {
 	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: r.Session})
+	a, key := m.lookup(ctx, r, &res, key)
+	m.templates.record(res.Fingerprint, &a)
+	return a, key
+}
+
+func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Result, key []byte) (Answer, []byte) {
 	if !res.Cacheable {
 		m.stats.bypass(string(res.Reason))
 		m.metrics.bypassed(string(res.Reason))
@@ -86,7 +92,7 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 			return Answer{Reason: BypassFence, Cacheable: true}, key
 		}
 	}
-	q := Query{Key: key, Analysis: &res, Params: &r.Params, Fence: r.Fence}
+	q := Query{Key: key, Analysis: res, Params: &r.Params, Fence: r.Fence}
 	e, tk, reason := m.Get(ctx, &q)
 	if !r.Fence.IsZero() && reason == "" {
 		r.Fence = schemas.Position{} // the watermark covers it now

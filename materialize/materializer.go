@@ -85,11 +85,12 @@ type Materializer struct {
 	ix    *index
 	wm    *watermark
 
-	memo    atomic.Pointer[memoGen]
-	reload  atomic.Bool // a schema change is being followed by a catalog reload
-	flights flights
-	stats   counters
-	metrics *metrics
+	memo      atomic.Pointer[memoGen]
+	reload    atomic.Bool // a schema change is being followed by a catalog reload
+	flights   flights
+	stats     counters
+	metrics   *metrics
+	templates templates
 }
 
 type memoGen struct {

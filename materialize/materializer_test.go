@@ -521,3 +521,34 @@ func TestMetricsOnRegistry(t *testing.T) {
 		t.Fatalf("hits = %v", v)
 	}
 }
+
+func TestTemplateCounters(t *testing.T) {
+	h := newHarness(t, Config{})
+	ctx := context.Background()
+	lookup := func(sql string) Answer {
+		a, _ := h.m.Lookup(ctx, &Request{SQL: sql, Session: analyze.SessionKnown}, nil)
+		if a.Ticket != nil {
+			h.m.Put(a.Ticket, []byte("r"))
+		}
+		return a
+	}
+	lookup("SELECT v FROM t WHERE id = 1")
+	lookup("SELECT v FROM t WHERE id = 2") // same template, another key
+	lookup("SELECT v FROM t WHERE id = 1")
+	lookup("SELECT random()")
+	var point, random TemplateStats
+	for _, s := range h.m.Templates() {
+		switch {
+		case s.Hits+s.Misses == 3:
+			point = s
+		case s.Bypassed == 1:
+			random = s
+		}
+	}
+	if point.Hits != 1 || point.Misses != 2 {
+		t.Errorf("point template: %+v", point)
+	}
+	if random.Reason == "" {
+		t.Errorf("random(): %+v", random)
+	}
+}

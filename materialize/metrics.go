@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer, m *Materializer) (*metrics, error) {
 		}
 		return m.cfg.Now().Sub(at).Seconds()
 	})
-	for _, c := range []prometheus.Collector{mt.lookups, mt.bypass, mt.fills, mt.invalidated, mt.changes, mt.hitSeconds, mt.fillSeconds, lag} {
+	for _, c := range []prometheus.Collector{mt.lookups, mt.bypass, mt.fills, mt.invalidated, mt.changes, mt.hitSeconds, mt.fillSeconds, lag, newTemplateCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
