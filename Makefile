@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize
+.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -46,9 +46,14 @@ bench-cdc:
 env-up:
 	@$(ENV) up
 
+## bench-pgwire: pgbench -S -M prepared -c 8 against PostgreSQL, PgBouncer
+## (session mode) and freshet's pass-through front end, in one run.
+bench-pgwire:
+	integration/env/pgwire-bench.sh $(BENCH_PGWIRE_ARGS)
+
 ## bench-materialize: query analysis and result-store benchmarks (no server needed).
 bench-materialize:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./materialize/...
 
 ## bench: every benchmark, figures for the closing notes.
-bench: bench-cdc bench-materialize
+bench: bench-cdc bench-materialize bench-pgwire

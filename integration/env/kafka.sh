@@ -75,7 +75,7 @@ EOF
 	echo "$pid" >"$dir/kafka.pid"
 
 	WAIT_PID=$pid WAIT_SECONDS=90 wait_until "$ENV_PROBE" kafka-ready -brokers "127.0.0.1:$port" ||
-		{ tail -20 "$kdir/server.log" "$kdir/stdout.log" >&2; die "Kafka did not become ready"; }
+		{ tail -n 20 "$kdir/server.log" "$kdir/stdout.log" >&2; die "Kafka did not become ready"; }
 
 	echo "export FRESHET_TEST_KAFKA_BROKERS='127.0.0.1:$port'" >"$dir/kafka.env"
 	log "Apache Kafka $(kafka_version) (KRaft) ready on 127.0.0.1:$port (pid $pid) in $(($(now_ms) - t0)) ms"

@@ -30,12 +30,19 @@ need_packages() {
 		die "apt-get install ${missing[*]} failed"
 }
 
-# free_port prints a loopback TCP port nobody listens on. A connect that is
-# refused means free; the server that takes it still reports a clash loudly.
+# free_port prints a loopback TCP port nobody uses. It draws below the
+# kernel's ephemeral range, because a port there can be held at any moment
+# by an outgoing connection (or its TIME_WAIT) and then fail to bind; and
+# it skips any port with a socket on it (ss) or that accepts a connection.
 free_port() {
-	local port i
+	local port i lo=10000 hi
+	hi=$(awk '{print $1 - 1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32767)
+	[ "$hi" -gt $((lo + 1000)) ] || { lo=20000; hi=32767; }
 	for i in $(seq 1 200); do
-		port=$((20000 + RANDOM % 40000))
+		port=$((lo + RANDOM % (hi - lo)))
+		if command -v ss >/dev/null 2>&1 && [ -n "$(ss -Htan "sport = :$port" 2>/dev/null)" ]; then
+			continue
+		fi
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 			echo "$port"
 			return 0

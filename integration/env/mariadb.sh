@@ -47,7 +47,7 @@ EOF
 	echo "$pid" >"$dir/mariadb.pid"
 
 	WAIT_PID=$pid wait_until mariadb --no-defaults -S "$sock" -u root -e 'select 1' ||
-		{ tail -20 "$dir/mariadb/error.log" >&2; die "MariaDB did not become ready"; }
+		{ tail -n 20 "$dir/mariadb/error.log" >&2; die "MariaDB did not become ready"; }
 
 	mariadb --no-defaults -S "$sock" -u root <<EOF || die "MariaDB user setup failed"
 CREATE DATABASE freshet_test;

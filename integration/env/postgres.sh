@@ -32,7 +32,9 @@ unix_socket_directories = '$dir/pg'
 wal_level = logical
 max_replication_slots = 32
 max_wal_senders = 32
-max_connections = 300
+# 1,000 idle clients through the wire front end, each holding a backend in
+# session mode, plus the other tests (serve/pgwire idle test).
+max_connections = 1300
 password_encryption = 'scram-sha-256'
 # Small enough that a modest transaction arrives streamed (protocol v2).
 logical_decoding_work_mem = '64kB'
@@ -45,6 +47,10 @@ EOF
 	cat >"$data/pg_hba.conf" <<EOF
 local all all trust
 local replication all trust
+# Roles the wire front end's tests create to relay each origin auth method.
+host all freshet_auth_md5 127.0.0.1/32 md5
+host all freshet_auth_trust 127.0.0.1/32 trust
+host all freshet_auth_password 127.0.0.1/32 password
 host all all 127.0.0.1/32 scram-sha-256
 host replication all 127.0.0.1/32 scram-sha-256
 EOF
@@ -54,7 +60,7 @@ EOF
 	echo "$pid" >"$dir/postgres.pid"
 
 	WAIT_PID=$pid wait_until "$bin/psql" -h "$dir/pg" -p "$port" -U freshet_super -d postgres -Atc 'select 1' ||
-		{ tail -20 "$dir/pg/postgres.log" >&2; die "PostgreSQL did not become ready"; }
+		{ tail -n 20 "$dir/pg/postgres.log" >&2; die "PostgreSQL did not become ready"; }
 
 	"$bin/psql" -q -v ON_ERROR_STOP=1 -h "$dir/pg" -p "$port" -U freshet_super -d postgres <<EOF ||
 CREATE DATABASE freshet_test;

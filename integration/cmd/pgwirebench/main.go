@@ -1,0 +1,379 @@
+// Command pgwirebench measures freshet's PostgreSQL front end in
+// pass-through against PostgreSQL directly and against PgBouncer (session
+// mode), with pgbench -S -M prepared, in one run on one machine.
+//
+// It runs inside the test environment (make bench-pgwire):
+//
+//	integration/env/freshet-env run --only pg -- go run ./integration/cmd/pgwirebench
+//
+// PgBouncer must be installed (integration/env/pgwire-bench.sh sees to it).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/serve/pgwire"
+	"github.com/jackc/pgx/v5"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgwirebench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	only       string
+	cpuprofile string
+	clients    int
+	duration   time.Duration
+	scale      int
+	rounds     int
+	mode       string
+}
+
+func run() error {
+	var o options
+	flag.IntVar(&o.clients, "c", 8, "pgbench clients")
+	flag.DurationVar(&o.duration, "T", 20*time.Second, "duration of each pgbench run")
+	flag.IntVar(&o.scale, "s", 10, "pgbench scale")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each round runs every target once, in rotating order")
+	flag.StringVar(&o.mode, "M", "prepared", "pgbench query mode")
+	flag.StringVar(&o.only, "only", "", "run only the targets whose name contains this")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (freshet's front end) to this file")
+	flag.Parse()
+	ctx := context.Background()
+
+	super := os.Getenv("FRESHET_TEST_PG_URL")
+	bindir := os.Getenv("FRESHET_TEST_PG_BINDIR")
+	if super == "" || bindir == "" {
+		return errors.New("FRESHET_TEST_PG_URL and FRESHET_TEST_PG_BINDIR must be set (run inside integration/env/freshet-env)")
+	}
+	dbURL, drop, err := createDB(ctx, super)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	fmt.Printf("pgbench -i -s %d ...\n", o.scale)
+	if out, err := exec.Command(filepath.Join(bindir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(o.scale), dbURL).CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
+	}
+
+	freshetAddr, stopFreshet, err := startFreshet(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer stopFreshet()
+	bouncerAddr, bouncerPID, stopBouncer, err := startPgBouncer(ctx, super, dbURL)
+	if err != nil {
+		return err
+	}
+	defer stopBouncer()
+	// PgBouncer runs in a process group of its own: stop it on a signal
+	// too, or an interrupted run leaves it behind.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		stopBouncer()
+		drop()
+		fmt.Fprintln(os.Stderr, "pgwirebench: stopped by", s)
+		os.Exit(1)
+	}()
+
+	targets := []struct{ name, url string }{
+		{"postgres (direct)", dbURL},
+		{"pgbouncer (session)", rehost(dbURL, bouncerAddr)},
+		{"freshet (pass-through)", rehost(dbURL, freshetAddr)},
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	results := make(map[string][]float64)
+	for r := 0; r < o.rounds; r++ {
+		for i := range targets {
+			tg := targets[(i+r)%len(targets)]
+			if !strings.Contains(tg.name, o.only) {
+				continue
+			}
+			rBefore, wBefore := syscalls()
+			selfBefore, bouncerBefore := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
+			tps, err := pgbench(bindir, tg.url, o)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tg.name, err)
+			}
+			rAfter, wAfter := syscalls()
+			selfAfter, bouncerAfter := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
+			txs := tps * o.duration.Seconds()
+			extra := ""
+			switch {
+			case strings.HasPrefix(tg.name, "freshet"):
+				extra = fmt.Sprintf("  (%.1f µs CPU, %.1f read + %.1f write syscalls per transaction)",
+					ticksToMicros(selfAfter-selfBefore)/txs, float64(rAfter-rBefore)/txs, float64(wAfter-wBefore)/txs)
+			case strings.HasPrefix(tg.name, "pgbouncer"):
+				extra = fmt.Sprintf("  (%.1f µs CPU per transaction)", ticksToMicros(bouncerAfter-bouncerBefore)/txs)
+			}
+			fmt.Printf("round %d  %-24s %10.0f tps%s\n", r+1, tg.name, tps, extra)
+			results[tg.name] = append(results[tg.name], tps)
+		}
+	}
+	fmt.Printf("\npgbench -S -M %s -c %d -j 2 -T %s (scale %d), %d rounds, mean tps (excluding connection setup):\n",
+		o.mode, o.clients, o.duration, o.scale, o.rounds)
+	for _, tg := range targets {
+		if len(results[tg.name]) == 0 {
+			continue
+		}
+		fmt.Printf("  %-24s %10.0f\n", tg.name, mean(results[tg.name]))
+	}
+	return nil
+}
+
+func mean(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+func pgbench(bindir, url string, o options) (float64, error) {
+	args := []string{"-n", "-S", "-M", o.mode, "-c", strconv.Itoa(o.clients), "-j", "2", "-T", strconv.Itoa(int(o.duration.Seconds())), url}
+	out, err := exec.Command(filepath.Join(bindir, "pgbench"), args...).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("pgbench: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "number of failed transactions: 0") {
+		return 0, fmt.Errorf("pgbench reported failures:\n%s", out)
+	}
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no tps in pgbench output:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+func rehost(raw, addr string) string {
+	u, _ := url.Parse(raw)
+	u.Host = addr
+	return u.String()
+}
+
+func createDB(ctx context.Context, super string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, super)
+	if err != nil {
+		return "", nil, err
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("pgwirebench_%d", os.Getpid())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	u, _ := url.Parse(super)
+	u.Path = "/" + name
+	return u.String(), func() {
+		c, err := pgx.Connect(ctx, super)
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		_, _ = c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+	}, nil
+}
+
+func startFreshet(ctx context.Context, dbURL string) (string, func(), error) {
+	u, _ := url.Parse(dbURL)
+	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: u.Host})
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := pgwire.New(pgwire.Config{Connector: origin, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() { _ = srv.Serve(ctx, ln) }()
+	return ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// startPgBouncer runs PgBouncer in session mode in front of the origin,
+// authenticating clients with the superuser's SCRAM verifier (which also
+// lets PgBouncer log in to the origin with the client's proof).
+func startPgBouncer(ctx context.Context, super, dbURL string) (addr string, pid int, stop func(), err error) {
+	bin, err := exec.LookPath("pgbouncer")
+	if err != nil {
+		if _, statErr := os.Stat("/usr/sbin/pgbouncer"); statErr != nil {
+			return "", 0, nil, errors.New("pgbouncer not installed; run make bench-pgwire, which installs it")
+		}
+		bin = "/usr/sbin/pgbouncer"
+	}
+	conn, err := pgx.Connect(ctx, super)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	u, _ := url.Parse(super)
+	var verifier string
+	err = conn.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", u.User.Username()).Scan(&verifier)
+	conn.Close(ctx)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgwirebench-pgbouncer")
+	if err != nil {
+		return "", 0, nil, err
+	}
+	_ = os.Chmod(dir, 0o755)
+	port, err := freePort()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	host, pgPort, _ := net.SplitHostPort(u.Host)
+	ini := fmt.Sprintf(`[databases]
+* = host=%s port=%s
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = %s/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 50
+logfile = %s/pgbouncer.log
+log_connections = 0
+log_disconnections = 0
+syslog = 0
+`, host, pgPort, port, dir, dir)
+	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
+		return "", 0, nil, err
+	}
+	users := fmt.Sprintf("%q %q\n", u.User.Username(), verifier)
+	if err := os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(users), 0o644); err != nil {
+		return "", 0, nil, err
+	}
+	args := []string{bin, filepath.Join(dir, "pgbouncer.ini")}
+	if os.Geteuid() == 0 { // PgBouncer refuses to run as root
+		runAs := "postgres"
+		pw, err := user.Lookup(runAs)
+		if err != nil {
+			return "", 0, nil, fmt.Errorf("running as root and no %s user for pgbouncer", runAs)
+		}
+		uid, _ := strconv.Atoi(pw.Uid)
+		gid, _ := strconv.Atoi(pw.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return "", 0, nil, err
+		}
+		args = append([]string{"setpriv", "--reuid=" + runAs, "--regid=" + runAs, "--init-groups", "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // its log file has it all
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, err
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { stopProcess(cmd, dir) }) }
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			_ = c.Close()
+			return addr, cmd.Process.Pid, stop, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
+	stop()
+	return "", 0, nil, fmt.Errorf("pgbouncer did not start:\n%s", log)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// syscalls reads this process's read and write syscall counts.
+func syscalls() (r, w int64) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			r, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			w, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return r, w
+}
+
+// stopProcess stops PgBouncer by its pid and removes its directory.
+func stopProcess(cmd *exec.Cmd, dir string) {
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+	}
+	_ = os.RemoveAll(dir)
+}
+
+// cpuTicks is the user+system CPU time of /proc/<pid> in clock ticks.
+func cpuTicks(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// the 14th and 15th fields of the whole line.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+// ticksToMicros converts clock ticks (USER_HZ, 100 on Linux) to µs.
+func ticksToMicros(t int64) float64 { return float64(t) * 1e4 }

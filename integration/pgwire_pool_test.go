@@ -1,0 +1,146 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/serve/pgwire"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestPgwireVerifiedAuth: with an auth query, freshet checks the client's
+// SCRAM proof itself against the origin's verifier.
+func TestPgwireVerifiedAuth(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, _ := startPooledProxy(t, pgwire.Config{})
+	good := p.url(t, testenv.PostgresReplURL(t))
+	conn, err := pgx.Connect(ctx, good)
+	if err != nil {
+		t.Fatalf("right password refused: %v", err)
+	}
+	var user string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != "freshet_repl" {
+		t.Fatalf("current_user %q, %v", user, err)
+	}
+	_ = conn.Close(ctx)
+	for name, url := range map[string]string{
+		"wrong password": withPassword(good, "wrong"),
+		"no such role":   withPassword(good, "x") + "&user=freshet_no_such_role",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := pgx.Connect(ctx, url)
+			if got := pgCode(err); got != "28P01" {
+				t.Fatalf("got %v (SQLSTATE %q), want 28P01", err, got)
+			}
+		})
+	}
+}
+
+// TestPgwirePoolReuse: a backend is reused by the next session of the same
+// role after a reset that clears the previous session's state, and a
+// wrong password never gets it.
+func TestPgwirePoolReuse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, pool := startPooledProxy(t, pgwire.Config{})
+	url := p.url(t, testenv.PostgresReplURL(t))
+
+	c1, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid1 int
+	if err := c1.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid1); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"SET application_name = 'dirty'", "CREATE TEMP TABLE left_behind (i int)", "LISTEN left_behind", "PREPARE left_behind AS SELECT 1"} {
+		if _, err := c1.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_ = c1.Close(ctx)
+	waitIdle(t, pool, 1)
+
+	if _, err := pgx.Connect(ctx, withPassword(url, "wrong")); pgCode(err) != "28P01" {
+		t.Fatalf("wrong password with an idle backend: %v", err)
+	}
+	if pool.Idle() != 1 {
+		t.Fatalf("a failed login took the idle backend (idle %d)", pool.Idle())
+	}
+
+	c2, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(ctx)
+	var pid2, temps, listens, prepared int
+	var app string
+	err = c2.QueryRow(ctx, `SELECT pg_backend_pid(), current_setting('application_name'),
+		(SELECT count(*) FROM pg_class WHERE relname = 'left_behind' AND relpersistence = 't'),
+		(SELECT count(*) FROM pg_listening_channels()),
+		(SELECT count(*) FROM pg_prepared_statements WHERE from_sql)`).Scan(&pid2, &app, &temps, &listens, &prepared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid2 != pid1 {
+		t.Fatalf("backend %d not reused (got %d)", pid1, pid2)
+	}
+	if app == "dirty" || temps != 0 || listens != 0 || prepared != 0 {
+		t.Fatalf("reset left state: application_name %q, temp tables %d, listens %d, prepared %d", app, temps, listens, prepared)
+	}
+}
+
+// TestPgwirePoolNoReuseInTransaction: a client that leaves inside a
+// transaction does not hand its backend to anyone.
+func TestPgwirePoolNoReuseInTransaction(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, pool := startPooledProxy(t, pgwire.Config{})
+	c, err := pgx.Connect(ctx, p.url(t, testenv.PostgresReplURL(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close(ctx)
+	time.Sleep(300 * time.Millisecond)
+	if pool.Idle() != 0 {
+		t.Fatalf("a backend left in a transaction was pooled")
+	}
+}
+
+// TestPgwireDifferentialPooled runs the pgx script through the verified,
+// pooled front end, twice on the same backend, against direct.
+func TestPgwireDifferentialPooled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, pool := startPooledProxy(t, pgwire.Config{})
+	direct := testenv.PostgresURL(t)
+	run := func(url string) *transcript {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		return runPgxScript(ctx, t, conn, pgx.QueryExecModeCacheStatement)
+	}
+	want := run(direct)
+	diffTranscripts(t, want, run(p.url(t, direct)))
+	waitIdle(t, pool, 1)
+	diffTranscripts(t, want, run(p.url(t, direct)))
+}
+
+func waitIdle(t *testing.T, pool interface{ Idle() int }, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pool.Idle() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool holds %d idle backends, want %d", pool.Idle(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,65 @@
+// Package pgwire is freshet's PostgreSQL wire-protocol front end: a
+// transparent proxy that any PostgreSQL client can connect to.
+//
+// # Startup
+//
+// A client connection starts with at most one SSLRequest (answered 'S' and
+// upgraded to TLS when Config.TLS is set, else 'N'), any number of
+// GSSENCRequests (always 'N') and then a StartupMessage, or a CancelRequest.
+// Startup packets are read unbuffered, byte for byte, so nothing a client
+// sends after an SSLRequest can be mistaken for data that arrived inside TLS:
+// those bytes reach the TLS handshake, which rejects them.
+//
+// # Authentication
+//
+// freshet stores no user passwords. The Connector opens an origin backend
+// for the client and relays the origin's own authentication exchange (trust,
+// md5, SCRAM-SHA-256) through a ClientAuth, so no client reaches the origin
+// or the cache without passing the origin's authentication, and no client
+// message is forwarded before the origin has said AuthenticationOk.
+// SCRAM-SHA-256-PLUS is never advertised (channel binding cannot cross a
+// TLS-terminating proxy), and a cleartext password is only asked for over
+// TLS.
+//
+// # Relay
+//
+// After startup the client receives the origin's real ParameterStatus
+// values, freshet's own BackendKeyData and the origin's ReadyForQuery. From
+// then on messages are forwarded whole in both directions by two pumps that
+// read only the 5-byte header (plus the SQL of Query and Parse messages, for
+// the routing seam), buffer their writes and flush when their input is
+// drained. The origin's protocol state machine (extended protocol,
+// discard-until-Sync, COPY, LISTEN/NOTIFY, function calls) is therefore the
+// origin's own, and a client sees exactly what it would see directly.
+//
+// # Verified authentication and pooling
+//
+// With Config.Verifiers (an auth query on the origin, like PgBouncer's
+// auth_user), freshet runs the SCRAM-SHA-256 exchange with the client
+// itself against the role's stored verifier, recovers the ClientKey from
+// the client's proof and opens origin backends with it. Still no password
+// is stored. Only then may backends be reused (Config.Pool): in
+// SessionMode a backend goes back to the pool after DISCARD ALL when its
+// client leaves idle; in TransactionMode a client holds a backend only
+// from its first message to the ReadyForQuery 'I' that ends the
+// transaction, SET/RESET run outside transactions are replayed on the
+// next backend, and state a backend keeps but freshet cannot replay
+// (temporary tables, session advisory locks, LISTEN, SQL PREPARE,
+// cursors, named protocol-level statements, set_config, SET inside a
+// transaction) pins the client to its backend until it leaves. As with
+// PgBouncer, an unnamed statement parsed in one Sync and bound in the
+// next may land on another backend in TransactionMode.
+//
+// # Cache seam
+//
+// Every simple Query is classified lexically (materialize.Classify) and
+// offered to the materialize.Cache: cacheable candidates to Lookup, writes
+// to Fence. The default cache is materialize.PassThrough, so the proxy is
+// correct on its own; serving hits and capturing fills is the
+// materializer's work.
+//
+// # Concurrency
+//
+// A Server is safe for concurrent use; each client connection is served by
+// its own goroutines.
+package pgwire

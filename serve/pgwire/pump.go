@@ -1,0 +1,231 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// errTerminate ends a session whose client sent Terminate.
+var errTerminate = errors.New("pgwire: client terminated")
+
+// frontendTypes marks the message types a client may send after startup.
+var frontendTypes = func() (t [256]bool) {
+	for _, c := range []byte("BCDEFHPQSXcdfp") {
+		t[c] = true
+	}
+	return t
+}()
+
+// needFlush reports whether w should be flushed before reading on: when
+// the next message is not entirely in r's buffer, reading it could block,
+// and what w holds must not wait for it.
+func needFlush(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n < 5 {
+		return true
+	}
+	hdr, _ := r.Peek(5)
+	return int(binary.BigEndian.Uint32(hdr[1:]))+1 > n
+}
+
+// forward copies the next message, total bytes including its header,
+// from r to w.
+func forward(r *bufio.Reader, w *bufio.Writer, total int) error {
+	if total <= r.Size() {
+		b, err := r.Peek(total)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		_, err = r.Discard(total)
+		return err
+	}
+	_, err := io.CopyN(w, r, int64(total))
+	return err
+}
+
+// pumpClient relays client messages to the origin until the client
+// leaves, breaks the protocol, or the origin side ends.
+func (s *session) pumpClient(ctx context.Context) error {
+	r := s.cr
+	w := bufio.NewWriterSize(s.origin.Conn, s.srv.cfg.BufferSize)
+	// What came before a violation or the client's end is still its.
+	defer func() { _ = w.Flush() }()
+	for {
+		if needFlush(r) {
+			if err := w.Flush(); err != nil {
+				return fmt.Errorf("write to origin: %w", err)
+			}
+		}
+		hdr, err := s.peekClient(r)
+		if err != nil {
+			return err
+		}
+		typ, n := hdr[0], int(int32(binary.BigEndian.Uint32(hdr[1:])))
+		if err := s.checkFrontend(typ, n); err != nil {
+			return err
+		}
+		switch typ {
+		case 'X':
+			return errTerminate
+		case 'Q':
+			s.route(ctx, r, n)
+			s.requestSent()
+		case 'S':
+			s.unsynced.Store(false)
+			s.requestSent()
+		case 'F':
+			s.requestSent()
+		case 'P', 'B', 'D', 'E', 'C', 'H':
+			if s.poolKey != "" {
+				s.unsynced.Store(true)
+			}
+		}
+		if err := forward(r, w, n+1); err != nil {
+			return s.clientErr(err)
+		}
+	}
+}
+
+// peekClient waits for the next message header, enforcing the idle
+// timeout while nothing is outstanding.
+func (s *session) peekClient(r *bufio.Reader) ([]byte, error) {
+	idle := s.srv.cfg.IdleTimeout
+	for {
+		if idle > 0 && r.Buffered() == 0 {
+			_ = s.client.SetReadDeadline(time.Now().Add(idle))
+		}
+		if s.originGone.Load() {
+			return nil, errOriginGone
+		}
+		hdr, err := r.Peek(5)
+		if err == nil {
+			return hdr, nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || s.originGone.Load() {
+			return nil, s.clientErr(err)
+		}
+		if s.busy() || idle == 0 {
+			continue
+		}
+		if s.txStatus.Load() != 'I' {
+			return nil, fatalf(CodeIdleInTxTimeout, nil, "terminating connection due to idle-in-transaction timeout (freshet)")
+		}
+		return nil, fatalf(CodeIdleSessionTimeout, nil, "terminating connection due to idle-session timeout (freshet)")
+	}
+}
+
+var errOriginGone = errors.New("pgwire: origin connection ended")
+
+// errAtBoundary marks an origin pump stopped between two messages.
+var errAtBoundary = errors.New("pgwire: origin pump stopped between messages")
+
+func (s *session) clientErr(err error) error {
+	if s.originGone.Load() {
+		return errOriginGone
+	}
+	return fmt.Errorf("read client: %w", err)
+}
+
+// checkFrontend validates a message header: a type a client may send and
+// a length within bounds.
+func (s *session) checkFrontend(typ byte, n int) error {
+	if !frontendTypes[typ] {
+		return fatalf(CodeProtocolViolation, nil, "invalid frontend message type %d", typ)
+	}
+	if n < 4 {
+		return fatalf(CodeProtocolViolation, nil, "invalid message length %d", n)
+	}
+	if n+1 > s.srv.cfg.MaxMessageSize {
+		return fatalf(CodeProtocolViolation, nil, "message of %d bytes exceeds freshet's limit of %d", n+1, s.srv.cfg.MaxMessageSize)
+	}
+	return nil
+}
+
+// route classifies a Query message and offers it to the cache. The cache
+// seam is pass-through for now: a hit is not served yet, so the statement
+// always continues to the origin.
+func (s *session) route(ctx context.Context, r *bufio.Reader, n int) {
+	if n+1 > r.Size() || n < 5 {
+		return // too large to peek; never a cache candidate
+	}
+	b, err := r.Peek(n + 1)
+	if err != nil {
+		return
+	}
+	// The string aliases the read buffer only while we classify.
+	body := b[5 : n+1-1]
+	st := materialize.Classify(unsafe.String(unsafe.SliceData(body), len(body)))
+	switch st.Class {
+	case materialize.ClassCacheable:
+		st.SQL = strings.Clone(st.SQL)
+		s.srv.cfg.Cache.Lookup(ctx, s.who, st)
+	case materialize.ClassWrite:
+		st.SQL = strings.Clone(st.SQL)
+		s.srv.cfg.Cache.Fence(ctx, s.who, st)
+	}
+}
+
+// pumpOrigin relays origin messages to the client, noting each
+// ReadyForQuery, until the origin connection ends.
+func (s *session) pumpOrigin() error {
+	r := s.origin.Reader
+	w := bufio.NewWriterSize(s.client, s.srv.cfg.BufferSize)
+	var last byte
+	err := func() error {
+		for {
+			if needFlush(r) {
+				if err := w.Flush(); err != nil {
+					return fmt.Errorf("write to client: %w", err)
+				}
+			}
+			hdr, err := r.Peek(5)
+			if err != nil {
+				if s.closing.Load() {
+					return fmt.Errorf("%w: %w", errAtBoundary, err)
+				}
+				return fmt.Errorf("read origin: %w", err)
+			}
+			typ, n := hdr[0], int(int32(binary.BigEndian.Uint32(hdr[1:])))
+			if n < 4 {
+				return fmt.Errorf("origin sent message %q with length %d", typ, n)
+			}
+			if typ == 'Z' && n == 5 {
+				z, err := r.Peek(6)
+				if err != nil {
+					return fmt.Errorf("read origin: %w", err)
+				}
+				s.readyForQuery(z[5])
+			}
+			last = typ
+			if err := forward(r, w, n+1); err != nil {
+				return fmt.Errorf("relay origin message: %w", err)
+			}
+		}
+	}()
+	if s.closing.Load() {
+		_ = w.Flush()
+		return err
+	}
+	// The origin ended first: tell the client why unless the origin did.
+	s.originGone.Store(true)
+	if last != 'E' && w.Buffered() == 0 {
+		_, _ = w.Write(encodeError(nil, fatalf(CodeConnectionFailure, err, "freshet: origin connection lost")))
+	}
+	_ = w.Flush()
+	_ = s.client.SetReadDeadline(time.Now())
+	return err
+}

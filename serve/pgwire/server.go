@@ -1,0 +1,153 @@
+package pgwire
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("pgwire: server closed")
+
+// Server accepts PostgreSQL clients and relays them to the origin.
+type Server struct {
+	cfg     Config
+	keys    *keyRegistry
+	clients atomic.Int64
+
+	mu     sync.Mutex
+	closed bool
+	lns    map[net.Listener]struct{}
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:   cfg,
+		keys:  newKeyRegistry(),
+		lns:   make(map[net.Listener]struct{}),
+		conns: make(map[net.Conn]struct{}),
+	}, nil
+}
+
+// Serve accepts connections on ln until ctx ends or Close is called. It
+// closes ln when it returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.track(ln) {
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	defer s.untrack(ln)
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if !s.trackConn(conn) {
+			_ = conn.Close()
+			return ErrServerClosed
+		}
+		go s.serveConn(ctx, conn)
+	}
+}
+
+// Close stops every listener and ends every session, and waits for them.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Clients is the number of client sessions past startup.
+func (s *Server) Clients() int { return int(s.clients.Load()) }
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) track(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.lns[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.lns, ln)
+	s.mu.Unlock()
+	_ = ln.Close()
+}
+
+func (s *Server) trackConn(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrackConn(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// serveConn runs one client connection from its first byte to its close.
+func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
+	defer s.untrackConn(raw)
+	defer func() { _ = raw.Close() }()
+	defer func() {
+		// A bug in one session must not take the server down.
+		if r := recover(); r != nil {
+			s.cfg.Logger.Error("pgwire: session panicked", "panic", r, "remote", raw.RemoteAddr().String())
+		}
+	}()
+	sess, err := s.startup(ctx, raw)
+	if err != nil {
+		s.cfg.Logger.Debug("pgwire: startup ended", "err", err, "remote", raw.RemoteAddr().String())
+		return
+	}
+	if sess == nil {
+		return // a CancelRequest
+	}
+	defer s.clients.Add(-1)
+	sess.run(ctx)
+}

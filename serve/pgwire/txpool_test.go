@@ -1,0 +1,56 @@
+package pgwire
+
+import (
+	"testing"
+)
+
+func TestTrackSQL(t *testing.T) {
+	tests := []struct {
+		name    string
+		sql     string
+		parse   bool
+		pinned  bool
+		tracked bool
+	}{
+		{name: "select", sql: "SELECT 1"},
+		{name: "set is replayed", sql: "SET search_path = app, public", tracked: true},
+		{name: "reset is replayed", sql: "reset TimeZone", tracked: true},
+		{name: "set local pins", sql: "SET LOCAL work_mem = '1MB'", pinned: true},
+		{name: "set transaction pins", sql: "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", pinned: true},
+		{name: "set in a multi-statement pins", sql: "SET a.b = 1; SELECT 1", pinned: true},
+		{name: "set through Parse pins", sql: "SET a.b = 1", parse: true, pinned: true},
+		{name: "temp table", sql: "CREATE TEMP TABLE t (i int)", pinned: true},
+		{name: "temporary table", sql: "create temporary table t (i int)", pinned: true},
+		{name: "plain table", sql: "CREATE TABLE t (i int)"},
+		{name: "session advisory lock", sql: "SELECT pg_advisory_lock(1)", pinned: true},
+		{name: "transaction advisory lock", sql: "SELECT pg_advisory_xact_lock(1)"},
+		{name: "set_config", sql: "SELECT set_config('a.b', '1', false)", pinned: true},
+		{name: "listen", sql: "LISTEN ch", pinned: true},
+		{name: "sql prepare", sql: "PREPARE p AS SELECT 1", pinned: true},
+		{name: "cursor", sql: "DECLARE c CURSOR WITH HOLD FOR SELECT 1", pinned: true},
+		{name: "load", sql: "LOAD 'auto_explain'", pinned: true},
+		{name: "notify does not pin", sql: "NOTIFY ch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &session{tx: &txState{cur: &OriginConn{}}}
+			s.txStatus.Store('I')
+			s.trackSQL(tt.sql, tt.parse)
+			if s.tx.pinned != tt.pinned || (len(s.tx.sets) == 1) != tt.tracked {
+				t.Fatalf("pinned %v tracked %v, want %v %v", s.tx.pinned, s.tx.sets, tt.pinned, tt.tracked)
+			}
+			if tt.tracked && s.tx.cur.State != s.tx.sig {
+				t.Fatal("the backend that ran the SET is not marked with the new state")
+			}
+		})
+	}
+}
+
+func TestTrackSQLInTransactionPins(t *testing.T) {
+	s := &session{tx: &txState{cur: &OriginConn{}}}
+	s.txStatus.Store('T')
+	s.trackSQL("SET search_path = x", false)
+	if !s.tx.pinned || len(s.tx.sets) != 0 {
+		t.Fatal("a SET inside a transaction (which may roll back) must pin, not be replayed")
+	}
+}
