@@ -156,6 +156,11 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // column of kind k.
 func normalizeBinary(k kind, oid uint32, b []byte) (string, bool) {
 	pk, known := paramKind(oid)
+	if known && pk == kindNone {
+		// Unspecified: the server typed the parameter from the column
+		// it is compared with, so it is in the column's binary format.
+		pk = k
+	}
 	if !known || pk != k {
 		return "", false
 	}

@@ -23,6 +23,7 @@ func TestNormalizeQueryValueMatchesStream(t *testing.T) {
 		{"untyped text parameter", "int4", analyze.Value{Param: 1}, &Params{Values: [][]byte{[]byte("42")}}, int64(42)},
 		{"text-typed parameter with spaces and zeros", "int4", analyze.Value{Param: 1}, &Params{Types: []uint32{oidText}, Values: [][]byte{[]byte(" 0042 ")}}, int64(42)},
 		{"binary int8 parameter", "int4", analyze.Value{Param: 1}, &Params{Types: []uint32{oidInt8}, Formats: []int16{1}, Values: [][]byte{{0, 0, 0, 0, 0, 0, 0, 42}}}, int64(42)},
+		{"binary parameter of unspecified type takes the column's", "int4", analyze.Value{Param: 1}, &Params{Formats: []int16{1}, Values: [][]byte{{0, 0, 0, 42}}}, int64(42)},
 		{"binary int2 negative", "int2", analyze.Value{Param: 1}, &Params{Types: []uint32{oidInt2}, Formats: []int16{1}, Values: [][]byte{{0xff, 0xfe}}}, int64(-2)},
 		{"text", "text", analyze.Value{Const: "héllo", Kind: "string"}, nil, "héllo"},
 		{"bool spelled yes", "bool", analyze.Value{Param: 1}, &Params{Values: [][]byte{[]byte("YES")}}, true},
