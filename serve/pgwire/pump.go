@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"time"
-
 )
 
 // errTerminate ends a session whose client sent Terminate.
