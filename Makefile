@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire
+.PHONY: demo test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -54,6 +54,12 @@ bench-pgwire:
 ## bench-materialize: query analysis and result-store benchmarks (no server needed).
 bench-materialize:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./materialize/...
+
+## demo: the README's first command: a throwaway PostgreSQL, a small dataset, `freshet up`,
+## ~30 s of reads with concurrent writes through it; prints hit ratio, latency, freshness and
+## stale reads. DEMO_ARGS passes flags (e.g. DEMO_ARGS=-duration=10s).
+demo:
+	$(ENV) run --only pg -- $(GO) run ./integration/cmd/demo $(DEMO_ARGS)
 
 ## bench: every benchmark, figures for the closing notes.
 bench: bench-cdc bench-materialize bench-pgwire
