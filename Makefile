@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: demo test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire
+.PHONY: demo bench-materialize-e2e test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -61,5 +61,12 @@ bench-materialize:
 demo:
 	$(ENV) run --only pg -- $(GO) run ./integration/cmd/demo $(DEMO_ARGS)
 
+## bench-materialize-e2e: pgbench -S -M prepared -c 8 (scale 1: 100k accounts, so the cache
+## warms in one pgbench run) against PostgreSQL, PgBouncer, freshet pass-through and freshet
+## with the materializer and a warm cache; then p50 latency at 1 client, a 1M-row aggregate
+## cached vs direct, and freshness in embedded mode.
+bench-materialize-e2e:
+	integration/env/pgwire-bench.sh -cached -s 1 -rounds 1 -T 10s $(BENCH_E2E_ARGS)
+
 ## bench: every benchmark, figures for the closing notes.
-bench: bench-cdc bench-materialize bench-pgwire
+bench: bench-cdc bench-materialize bench-pgwire bench-materialize-e2e
