@@ -132,8 +132,9 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	sql := unsafe.String(unsafe.SliceData(body), len(body))
 	st := materialize.Classify(sql)
 	switch {
-	case st.Class == materialize.ClassSessionState:
+	case st.Class == materialize.ClassSessionState || changesSettings(sql):
 		c.unknown.Store(true)
+		c.req.FencePending = true
 		return false, nil
 	case st.Class != materialize.ClassCacheable || st.Multi:
 		c.req.FencePending = true
@@ -394,6 +395,11 @@ func (s *session) trackParse(r *bufio.Reader, n int) {
 	if !ok1 || !ok2 || len(rest) < 2 {
 		return
 	}
+	if st := materialize.Classify(string(sql)); st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
+		// SET ROLE, SET search_path ... through the extended protocol.
+		c.unknown.Store(true)
+		return
+	}
 	if len(name) == 0 {
 		return // unnamed statements are not cached
 	}
@@ -473,4 +479,17 @@ func (s *session) abandonCapture() {
 	if c := s.cache.capture.Swap(nil); c != nil {
 		s.srv.cfg.Cache.Abandon(c.tk)
 	}
+}
+
+// changesSettings reports a statement that may change session settings
+// through set_config (for instance the role or search_path) without
+// being a SET: the session's results are no longer keyed right.
+func changesSettings(sql string) bool {
+	const word = "set_config"
+	for i := 0; i+len(word) <= len(sql); i++ {
+		if strings.EqualFold(sql[i:i+len(word)], word) {
+			return true
+		}
+	}
+	return false
 }

@@ -111,6 +111,9 @@ func run() error {
 	}
 	var cached *cachedFreshet
 	if o.cached {
+		if err := createAggregateTable(ctx, dbURL); err != nil {
+			return err
+		}
 		if cached, err = startCached(ctx, dbURL); err != nil {
 			return err
 		}
