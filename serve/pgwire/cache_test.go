@@ -104,9 +104,9 @@ func TestNewCacheStateSettings(t *testing.T) {
 
 func TestChangesSettings(t *testing.T) {
 	for sql, want := range map[string]bool{
-		"SELECT set_config('role', 'bob', false)": true,
+		"SELECT set_config('role', 'bob', false)":   true,
 		"select SET_CONFIG('search_path','x',true)": true,
-		"SELECT v FROM t WHERE id = 1":               false,
+		"SELECT v FROM t WHERE id = 1":              false,
 	} {
 		if got := changesSettings(sql); got != want {
 			t.Errorf("%q: %v", sql, got)
