@@ -223,3 +223,62 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	}
 	_ = strconv.Itoa
 }
+
+// TestFreshetUpSessionRules: reads inside a transaction, after a SET, or
+// that fail are never answered from (or put in) the cache.
+func TestFreshetUpSessionRules(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUp(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_t VALUES (1, 10), (2, 0);`, materialize.Hooks{}, 0)
+	m := f.node.Materializer()
+	sel := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
+	c := f.connect(ctx)
+	hits := func() uint64 { return m.Stats().Hits }
+	read := func(c *pgx.Conn) {
+		t.Helper()
+		var v int
+		if err := c.QueryRow(ctx, sel, 1).Scan(&v); err != nil || v != 10 {
+			t.Fatalf("read: %d, %v", v, err)
+		}
+	}
+	read(c)
+	read(c)
+	if hits() != 1 {
+		t.Fatalf("warm-up: %d hits, want 1", hits())
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hits()
+	var v int
+	if err := tx.QueryRow(ctx, sel, 1).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if hits() != before {
+		t.Fatal("a read inside a transaction was answered from the cache")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	failing := "SELECT 1 / v FROM " + f.table("t") + " WHERE id = $1"
+	for range 2 {
+		if err := c.QueryRow(ctx, failing, 2).Scan(&v); err == nil {
+			t.Fatal("division by zero succeeded: an error was answered from the cache?")
+		}
+	}
+	s := f.connect(ctx)
+	read(s)
+	if _, err := s.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'"); err != nil {
+		t.Fatal(err)
+	}
+	before = hits()
+	read(s)
+	read(s)
+	if hits() != before {
+		t.Fatal("a session that changed a setting was answered from the cache")
+	}
+}
