@@ -2,6 +2,8 @@ package materialize
 
 import (
 	"context"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/freshetdb/freshet/materialize/analyze"
@@ -27,4 +29,41 @@ func BenchmarkLookupHit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkEntryOverheadWithIndex is the memory one cached point read
+// costs beyond its response, with its dependency registered in the index:
+// the store's entry and key plus the index's (table, column, value)
+// bookkeeping and the dependency itself.
+func BenchmarkEntryOverheadWithIndex(b *testing.B) {
+	const n = 100_000
+	const payload = 64
+	for b.Loop() {
+		h := newHarness(b, Config{MaxBytes: 1 << 30})
+		ctx := context.Background()
+		r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown}
+		var key []byte
+		runtime.GC()
+		var m1, m2 runtime.MemStats
+		runtime.ReadMemStats(&m1)
+		keyBytes := 0
+		for i := range n {
+			r.Params = Params{Values: [][]byte{[]byte(strconv.Itoa(i))}}
+			var a Answer
+			a, key = h.m.Lookup(ctx, r, key)
+			if a.Ticket == nil {
+				b.Fatalf("no ticket: %+v", a)
+			}
+			keyBytes += len(key)
+			h.m.Put(a.Ticket, make([]byte, payload))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m2)
+		if s := h.m.Stats(); s.Fills < n*9/10 {
+			b.Fatalf("only %d of %d filled", s.Fills, n)
+		}
+		grow := float64(m2.HeapAlloc - m1.HeapAlloc)
+		b.ReportMetric(grow/float64(n)-payload, "overhead-B/entry")
+		b.ReportMetric((grow-float64(keyBytes))/float64(n)-payload, "overhead-excl-key-B/entry")
+	}
 }

@@ -46,7 +46,66 @@ type colDeps struct {
 
 type valDeps struct {
 	seq     uint64
-	entries map[*cache.Entry]struct{}
+	entries entrySet
+}
+
+// entrySet is a set of entries: a slice while small (most values have
+// one or two entries, and a map costs hundreds of bytes), a map beyond.
+type entrySet struct {
+	few  []*cache.Entry
+	many map[*cache.Entry]struct{}
+}
+
+const entrySetSmall = 16
+
+func (s *entrySet) add(e *cache.Entry) {
+	if s.many != nil {
+		s.many[e] = struct{}{}
+		return
+	}
+	for _, x := range s.few {
+		if x == e {
+			return
+		}
+	}
+	if len(s.few) < entrySetSmall {
+		s.few = append(s.few, e)
+		return
+	}
+	s.many = make(map[*cache.Entry]struct{}, 2*entrySetSmall)
+	for _, x := range s.few {
+		s.many[x] = struct{}{}
+	}
+	s.many[e] = struct{}{}
+	s.few = nil
+}
+
+func (s *entrySet) remove(e *cache.Entry) {
+	if s.many != nil {
+		delete(s.many, e)
+		return
+	}
+	for i, x := range s.few {
+		if x == e {
+			last := len(s.few) - 1
+			s.few[i] = s.few[last]
+			s.few[last] = nil
+			s.few = s.few[:last]
+			return
+		}
+	}
+}
+
+func (s *entrySet) len() int { return len(s.few) + len(s.many) }
+
+// takeAll appends every entry to out and empties the set.
+func (s *entrySet) takeAll(out []*cache.Entry) []*cache.Entry {
+	out = append(out, s.few...)
+	for e := range s.many {
+		out = append(out, e)
+	}
+	s.few, s.many = nil, nil
+	return out
 }
 
 func newIndex() *index {
@@ -74,7 +133,7 @@ func (t *tableDeps) col(name string) *colDeps {
 func (c *colDeps) val(v string) *valDeps {
 	d := c.vals[v]
 	if d == nil {
-		d = &valDeps{entries: map[*cache.Entry]struct{}{}}
+		d = &valDeps{}
 		c.vals[v] = d
 	}
 	return d
@@ -117,7 +176,7 @@ func (ix *index) end(tok uint64, deps []cache.Dependency, e *cache.Entry) bool {
 			t.entries[e] = struct{}{}
 			continue
 		}
-		t.col(d.Column).val(d.Value).entries[e] = struct{}{}
+		t.col(d.Column).val(d.Value).entries.add(e)
 	}
 	return true
 }
@@ -172,7 +231,7 @@ func (ix *index) unregister(e *cache.Entry) {
 			continue
 		}
 		if v := c.vals[d.Value]; v != nil {
-			delete(v.entries, e)
+			v.entries.remove(e)
 		}
 	}
 }
@@ -238,7 +297,7 @@ func (ix *index) applyLocked(c *schemas.Change, inv *Invalidation) {
 			}
 			d := col.val(*v)
 			d.seq = ix.seq
-			inv.Entries = takeAll(inv.Entries, d.entries)
+			inv.Entries = d.entries.takeAll(inv.Entries)
 		}
 	}
 }
@@ -297,7 +356,7 @@ func (ix *index) invalidateTable(t *tableDeps, inv *Invalidation) {
 func (ix *index) invalidateColumn(t *tableDeps, col *colDeps, inv *Invalidation) {
 	t.whole = ix.seq
 	for v, d := range col.vals {
-		inv.Entries = takeAll(inv.Entries, d.entries)
+		inv.Entries = d.entries.takeAll(inv.Entries)
 		delete(col.vals, v)
 	}
 }
@@ -323,7 +382,7 @@ func (ix *index) purge() {
 		}
 		for _, c := range t.cols {
 			for _, v := range c.vals {
-				for e := range v.entries {
+				for _, e := range v.entries.takeAll(nil) {
 					e.Invalidate()
 				}
 			}
@@ -350,7 +409,7 @@ func (ix *index) prune() {
 	for _, t := range ix.tables {
 		for cn, c := range t.cols {
 			for v, d := range c.vals {
-				if len(d.entries) == 0 && d.seq <= oldest {
+				if d.entries.len() == 0 && d.seq <= oldest {
 					delete(c.vals, v)
 				}
 			}

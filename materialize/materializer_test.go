@@ -419,7 +419,7 @@ func TestEvictionUnregisters(t *testing.T) {
 		n += len(tb.entries)
 		for _, c := range tb.cols {
 			for _, v := range c.vals {
-				n += len(v.entries)
+				n += v.entries.len()
 			}
 		}
 	}
@@ -550,5 +550,36 @@ func TestTemplateCounters(t *testing.T) {
 	}
 	if random.Reason == "" {
 		t.Errorf("random(): %+v", random)
+	}
+}
+
+func TestEntrySet(t *testing.T) {
+	var s entrySet
+	var es []*cache.Entry
+	for i := range 3 * entrySetSmall {
+		e := cache.NewEntry([]byte{byte(i)}, nil, nil, 0)
+		es = append(es, e)
+		s.add(e)
+		s.add(e) // idempotent
+		if s.len() != i+1 {
+			t.Fatalf("after %d adds: len %d", i+1, s.len())
+		}
+	}
+	for _, e := range es[:entrySetSmall] {
+		s.remove(e)
+	}
+	if s.len() != 2*entrySetSmall {
+		t.Fatalf("len %d after removals", s.len())
+	}
+	got := s.takeAll(nil)
+	if len(got) != 2*entrySetSmall || s.len() != 0 {
+		t.Fatalf("takeAll: %d entries, %d left", len(got), s.len())
+	}
+	var small entrySet
+	small.add(es[0])
+	small.add(es[1])
+	small.remove(es[0])
+	if got := small.takeAll(nil); len(got) != 1 || got[0] != es[1] {
+		t.Fatalf("small set: %v", got)
 	}
 }
