@@ -514,10 +514,10 @@ func TestMetricsOnRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != 3 { // lookups{hit}, lookups{miss}, fills{admitted}
-		t.Fatalf("%d series, want 3", got)
+	if got != 4 { // lookups{hit,miss,bypass}, fills{admitted}
+		t.Fatalf("%d series, want 4", got)
 	}
-	if v := testutil.ToFloat64(h.m.metrics.lookups.WithLabelValues("hit")); v != 1 {
+	if v := testutil.ToFloat64(h.m.metrics.hits); v != 1 {
 		t.Fatalf("hits = %v", v)
 	}
 }

@@ -9,6 +9,9 @@ import (
 // metrics are the materializer's Prometheus series, on the registry
 // passed in Config.Registerer (never the global one).
 type metrics struct {
+	// hits, misses and bypasses are lookups' children, resolved once:
+	// WithLabelValues hashes labels on every call.
+	hits, misses, bypasses prometheus.Counter
 	lookups     *prometheus.CounterVec
 	bypass      *prometheus.CounterVec
 	fills       *prometheus.CounterVec
@@ -46,6 +49,7 @@ func newMetrics(reg prometheus.Registerer, m *Materializer) (*metrics, error) {
 		}
 		return m.cfg.Now().Sub(at).Seconds()
 	})
+	mt.hits, mt.misses, mt.bypasses = mt.lookups.WithLabelValues("hit"), mt.lookups.WithLabelValues("miss"), mt.lookups.WithLabelValues("bypass")
 	for _, c := range []prometheus.Collector{mt.lookups, mt.bypass, mt.fills, mt.invalidated, mt.changes, mt.hitSeconds, mt.fillSeconds, lag, newTemplateCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -56,20 +60,20 @@ func newMetrics(reg prometheus.Registerer, m *Materializer) (*metrics, error) {
 
 func (mt *metrics) hit(d time.Duration) {
 	if mt != nil {
-		mt.lookups.WithLabelValues("hit").Inc()
+		mt.hits.Inc()
 		mt.hitSeconds.Observe(d.Seconds())
 	}
 }
 
 func (mt *metrics) miss() {
 	if mt != nil {
-		mt.lookups.WithLabelValues("miss").Inc()
+		mt.misses.Inc()
 	}
 }
 
 func (mt *metrics) bypassed(reason string) {
 	if mt != nil {
-		mt.lookups.WithLabelValues("bypass").Inc()
+		mt.bypasses.Inc()
 		mt.bypass.WithLabelValues(reason).Inc()
 	}
 }

@@ -13,10 +13,12 @@ import (
 // statement shapes cannot grow memory or label cardinality.
 const maxTemplates = 1000
 
-// templates counts reads per query template (pg_query fingerprint).
+// templates counts reads per query template (pg_query fingerprint). The
+// map is copied on the rare insert so that the per-read lookup takes no
+// lock.
 type templates struct {
-	mu    sync.RWMutex
-	by    map[uint64]*templateCounts
+	by    atomic.Pointer[map[uint64]*templateCounts]
+	mu    sync.Mutex // serializes inserts
 	other templateCounts
 }
 
@@ -33,26 +35,39 @@ type TemplateStats struct {
 }
 
 func (t *templates) counts(fp uint64) *templateCounts {
-	t.mu.RLock()
-	c := t.by[fp]
-	t.mu.RUnlock()
-	if c != nil {
-		return c
+	if m := t.by.Load(); m != nil {
+		if c := (*m)[fp]; c != nil {
+			return c
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c = t.by[fp]; c != nil {
-		return c
+	old := t.by.Load()
+	if old != nil {
+		if c := (*old)[fp]; c != nil {
+			return c
+		}
+		if len(*old) >= maxTemplates {
+			return &t.other
+		}
 	}
-	if t.by == nil {
-		t.by = map[uint64]*templateCounts{}
+	next := make(map[uint64]*templateCounts, 1+lenOf(old))
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
 	}
-	if len(t.by) >= maxTemplates {
-		return &t.other
-	}
-	c = &templateCounts{}
-	t.by[fp] = c
+	c := &templateCounts{}
+	next[fp] = c
+	t.by.Store(&next)
 	return c
+}
+
+func lenOf(m *map[uint64]*templateCounts) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 func (t *templates) record(fp uint64, a *Answer) {
@@ -84,11 +99,11 @@ func (m *Materializer) Templates() map[uint64]TemplateStats {
 		}
 		return s
 	}
-	t.mu.RLock()
-	for fp, c := range t.by {
-		out[fp] = snap(c)
+	if m := t.by.Load(); m != nil {
+		for fp, c := range *m {
+			out[fp] = snap(c)
+		}
 	}
-	t.mu.RUnlock()
 	if o := snap(&t.other); o != (TemplateStats{}) {
 		out[0] = o
 	}
