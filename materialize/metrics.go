@@ -12,13 +12,13 @@ type metrics struct {
 	// hits, misses and bypasses are lookups' children, resolved once:
 	// WithLabelValues hashes labels on every call.
 	hits, misses, bypasses prometheus.Counter
-	lookups     *prometheus.CounterVec
-	bypass      *prometheus.CounterVec
-	fills       *prometheus.CounterVec
-	invalidated prometheus.Counter
-	changes     prometheus.Counter
-	hitSeconds  prometheus.Histogram
-	fillSeconds prometheus.Histogram
+	lookups                *prometheus.CounterVec
+	bypass                 *prometheus.CounterVec
+	fills                  *prometheus.CounterVec
+	invalidated            prometheus.Counter
+	changes                prometheus.Counter
+	hitSeconds             prometheus.Histogram
+	fillSeconds            prometheus.Histogram
 }
 
 // latencyBuckets span a cache hit (microseconds) to a slow origin query.
