@@ -47,6 +47,9 @@ func startUp(t *testing.T, tables []string, ddl string, hooks materialize.Hooks,
 		Origin: testenv.PostgresURL(t), Listen: "127.0.0.1:0", Slot: f.name + "_slot", Publication: f.name + "_pub",
 		Tables: qualified, Heartbeat: 20 * time.Millisecond, StalenessBound: bound, Hooks: hooks,
 		CacheBytes: 64 << 20,
+		// Other tests create tables in the same database all the time:
+		// a periodic reload would purge this cache under the test.
+		CatalogInterval: -1,
 	})
 	if err != nil {
 		t.Fatal(err)

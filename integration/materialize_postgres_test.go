@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/freshetdb/freshet/connectors/postgres"
 	"github.com/freshetdb/freshet/materialize"
 	"github.com/freshetdb/freshet/schemas"
 )
@@ -57,5 +59,42 @@ func TestMaterializerPrecision(t *testing.T) {
 	mustRead(t5, "51", true)
 	if s := f.m.Stats(); s.Invalidated < 2 {
 		t.Fatalf("invalidated %d entries, want at least id = 5 and the join", s.Invalidated)
+	}
+}
+
+// TestCatalogReloadStable: two loads of an unchanged origin catalog
+// compare equal, so the periodic reload does not purge the cache; a
+// redefined view makes them differ.
+func TestCatalogReloadStable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := startMaterializer(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		CREATE VIEW {name}_v AS SELECT id, v FROM {name}_t WHERE v > 0;`, materialize.Config{})
+	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: f.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := loader.LoadCatalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := loader.LoadCatalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("two loads of an unchanged catalog differ: the periodic reload would purge every time")
+	}
+	if _, err := f.pool.Exec(ctx, "CREATE OR REPLACE VIEW "+f.table("v")+" AS SELECT id, v FROM "+f.table("t")+" WHERE v > 1"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loader.LoadCatalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reflect.DeepEqual(a, c) {
+		t.Fatal("a redefined view left the catalog equal")
 	}
 }

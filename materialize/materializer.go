@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,12 @@ type Config struct {
 	Catalog analyze.Catalog
 	// Loader reloads the catalog after a schema change; optional.
 	Loader CatalogLoader
+	// CatalogInterval, when positive (and Loader set), reloads the catalog
+	// this often while Run runs: DDL that produces no change event (a
+	// view redefined, a function's volatility altered) is noticed within
+	// it, and a catalog that changed purges the cache. Zero: only after
+	// schema-change events.
+	CatalogInterval time.Duration
 	// StalenessBound is how far behind the origin (now minus the commit
 	// time of the last progress marker) the cache may be and still
 	// answer; beyond it every read is tunneled. Default 5s.
@@ -95,6 +102,7 @@ type Materializer struct {
 
 type memoGen struct {
 	memo *analyze.Memo
+	cat  analyze.Catalog
 	gen  uint64
 }
 
@@ -135,7 +143,7 @@ func New(cfg Config) (*Materializer, error) {
 			return nil, fmt.Errorf("materialize: metrics: %w", err)
 		}
 	}
-	m.memo.Store(&memoGen{memo: analyze.NewMemo(cfg.Catalog, 0)})
+	m.memo.Store(&memoGen{memo: analyze.NewMemo(cfg.Catalog, 0), cat: cfg.Catalog})
 	return m, nil
 }
 
@@ -153,8 +161,43 @@ func (m *Materializer) LoadCatalog(ctx context.Context) error {
 		return fmt.Errorf("materialize: load catalog: %w", err)
 	}
 	old := m.memo.Load()
-	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), gen: old.gen + 1})
+	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
 	return nil
+}
+
+// checkCatalog reloads the catalog and, if it changed, analyzes against
+// the new one and purges the cache: entries analyzed under the old one
+// may depend on tables they no longer register.
+func (m *Materializer) checkCatalog(ctx context.Context) {
+	cat, err := m.cfg.Loader.LoadCatalog(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("periodic catalog reload failed", "err", err)
+		}
+		return
+	}
+	old := m.memo.Load()
+	if reflect.DeepEqual(cat, old.cat) {
+		return
+	}
+	m.log.Info("the origin's catalog changed: purging the cache")
+	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
+	m.ix.purge()
+	m.store.Clear()
+	m.stats.catalogPurges.Add(1)
+}
+
+func (m *Materializer) watchCatalog(ctx context.Context) {
+	t := time.NewTicker(m.cfg.CatalogInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.checkCatalog(ctx)
+		}
+	}
 }
 
 // Analyze returns the verdict on a statement, once per statement text,
@@ -344,6 +387,11 @@ type Visibility interface {
 
 // Run applies batches from sub until ctx ends or sub fails.
 func (m *Materializer) Run(ctx context.Context, sub Subscription) error {
+	if m.cfg.Loader != nil && m.cfg.CatalogInterval > 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go m.watchCatalog(ctx)
+	}
 	for {
 		b, err := sub.Next(ctx)
 		if err == nil {

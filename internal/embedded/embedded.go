@@ -45,6 +45,10 @@ type Config struct {
 	// Heartbeat is how often a heartbeat is written into the WAL, so an
 	// idle origin keeps the watermark fresh. Default 50ms.
 	Heartbeat time.Duration
+	// CatalogInterval is how often the origin's catalog is reloaded to
+	// notice DDL without change events (a changed catalog purges the
+	// cache). Default 5s; negative disables.
+	CatalogInterval time.Duration
 	// Registerer receives the metrics; optional.
 	Registerer prometheus.Registerer
 	// Hooks are the materializer's test hooks.
@@ -84,6 +88,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 50 * time.Millisecond
+	}
+	if cfg.CatalogInterval == 0 {
+		cfg.CatalogInterval = 5 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -130,7 +137,8 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		MaxBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound,
 		Loader:     materialize.PublishedLoader{Loader: loader, Published: published},
 		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
-		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+		CatalogInterval: cfg.CatalogInterval,
+		Registerer:      cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
 	})
 	if err != nil {
 		return err
