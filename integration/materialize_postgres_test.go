@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
 	"github.com/freshetdb/freshet/schemas"
 )
@@ -96,5 +97,35 @@ func TestCatalogReloadStable(t *testing.T) {
 	}
 	if reflect.DeepEqual(a, c) {
 		t.Fatal("a redefined view left the catalog equal")
+	}
+}
+
+// TestRoleDefaultsLoader: a role whose default search_path the front end
+// cannot see is reported; one with only harmless defaults is not.
+func TestRoleDefaultsLoader(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn := mustConnectPG(ctx, t, testenv.PostgresURL(t))
+	hidden, harmless := testenv.UniqueName("rd_hidden"), testenv.UniqueName("rd_harmless")
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+hidden)
+		_, _ = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+harmless)
+		conn.Close(context.Background())
+	})
+	for _, sql := range []string{
+		"CREATE ROLE " + hidden, "ALTER ROLE " + hidden + " SET search_path = app, public",
+		"CREATE ROLE " + harmless, "ALTER ROLE " + harmless + " SET work_mem = '64MB'",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	d, err := postgres.RoleDefaultsLoader{DB: conn}.LoadRoleDefaults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Roles[hidden] || d.Roles[harmless] {
+		t.Fatalf("roles with unseen defaults: %v", d.Roles)
 	}
 }

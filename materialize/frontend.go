@@ -58,7 +58,11 @@ type Answer struct {
 // grown for reuse, so that a hit allocates nothing proportional to the
 // request or the result.
 func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answer, []byte) {
-	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: r.Session})
+	sess := r.Session
+	if m.sessionUnseen(r) {
+		sess = analyze.SessionUnknown
+	}
+	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
 	a, key := m.lookup(ctx, r, &res, key)
 	m.templates.record(res.Fingerprint, &a)
 	return a, key

@@ -28,6 +28,9 @@ type Config struct {
 	Catalog analyze.Catalog
 	// Loader reloads the catalog after a schema change; optional.
 	Loader CatalogLoader
+	// RoleDefaults, when set, is loaded with the catalog: sessions of
+	// (database, role) pairs with unseen defaults are never cached.
+	RoleDefaults RoleDefaultsLoader
 	// CatalogInterval, when positive (and Loader set), reloads the catalog
 	// this often while Run runs: DDL that produces no change event (a
 	// view redefined, a function's volatility altered) is noticed within
@@ -98,6 +101,8 @@ type Materializer struct {
 	stats     counters
 	metrics   *metrics
 	templates templates
+
+	roleDefaults atomic.Pointer[RoleDefaults]
 }
 
 type memoGen struct {
@@ -160,6 +165,9 @@ func (m *Materializer) LoadCatalog(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("materialize: load catalog: %w", err)
 	}
+	if err := m.loadRoleDefaults(ctx); err != nil {
+		return fmt.Errorf("materialize: load role defaults: %w", err)
+	}
 	old := m.memo.Load()
 	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
 	return nil
@@ -169,6 +177,9 @@ func (m *Materializer) LoadCatalog(ctx context.Context) error {
 // the new one and purges the cache: entries analyzed under the old one
 // may depend on tables they no longer register.
 func (m *Materializer) checkCatalog(ctx context.Context) {
+	if err := m.loadRoleDefaults(ctx); err != nil && ctx.Err() == nil {
+		m.log.Warn("periodic reload of role defaults failed", "err", err)
+	}
 	cat, err := m.cfg.Loader.LoadCatalog(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -583,3 +583,65 @@ func TestEntrySet(t *testing.T) {
 		t.Fatalf("small set: %v", got)
 	}
 }
+
+type fixedRoleDefaults struct{ d RoleDefaults }
+
+func (f fixedRoleDefaults) LoadRoleDefaults(context.Context) (RoleDefaults, error) { return f.d, nil }
+
+func TestRoleDefaultsMakeSessionsUnknown(t *testing.T) {
+	h := newHarness(t, Config{Loader: &swapLoader{cat: testCatalog}, RoleDefaults: fixedRoleDefaults{RoleDefaults{
+		Roles: map[string]bool{"app": true}, Pairs: map[[2]string]bool{{"db2", "bob"}: true},
+	}}})
+	if err := h.m.LoadCatalog(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		db, role string
+		cached   bool
+	}{{"db1", "app", false}, {"db2", "bob", false}, {"db1", "bob", true}, {"db2", "alice", true}} {
+		a, _ := h.m.Lookup(context.Background(), &Request{Database: c.db, Role: c.role, SQL: "SELECT v FROM t WHERE id = 1", Session: analyze.SessionKnown}, nil)
+		h.m.Abandon(a.Ticket)
+		if (a.Ticket != nil) != c.cached {
+			t.Errorf("%s/%s: answer %+v, want cacheable %v", c.db, c.role, a, c.cached)
+		}
+	}
+	if !UnseenSetting("Search_Path=app, public") || UnseenSetting("work_mem=64MB") {
+		t.Error("UnseenSetting")
+	}
+}
+
+type swapLoader struct {
+	mu  sync.Mutex
+	cat analyze.Catalog
+}
+
+func (l *swapLoader) LoadCatalog(context.Context) (analyze.Catalog, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cat, nil
+}
+
+func TestPeriodicCatalogReloadPurgesOnChange(t *testing.T) {
+	loader := &swapLoader{cat: testCatalog}
+	h := newHarness(t, Config{Loader: loader})
+	q := h.query("SELECT v FROM t WHERE id = 1")
+	h.fill(q, "r")
+	h.m.checkCatalog(context.Background())
+	if _, ok := h.hit(q); !ok {
+		t.Fatal("an unchanged catalog purged the cache")
+	}
+	loader.mu.Lock()
+	loader.cat = analyze.NewSnapshot(analyze.SnapshotData{Schemas: []string{"public"}}) // t dropped
+	loader.mu.Unlock()
+	h.m.checkCatalog(context.Background())
+	h.m.store.Wait()
+	if _, ok := h.hit(q); ok {
+		t.Fatal("served after the catalog changed")
+	}
+	if res := h.m.Analyze(analyze.Input{SQL: "SELECT v FROM t WHERE id = 1", Session: analyze.SessionKnown}); res.Cacheable {
+		t.Fatal("still analyzed against the old catalog")
+	}
+	if h.m.Stats().CatalogPurges != 1 {
+		t.Fatalf("purges = %d", h.m.Stats().CatalogPurges)
+	}
+}

@@ -137,6 +137,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		MaxBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound,
 		Loader:     materialize.PublishedLoader{Loader: loader, Published: published},
 		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
+		RoleDefaults:    postgres.RoleDefaultsLoader{DB: pool},
 		CatalogInterval: cfg.CatalogInterval,
 		Registerer:      cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
 	})
