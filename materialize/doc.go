@@ -2,7 +2,7 @@
 // (analyze), the result store (cache), the dependency index and its
 // invalidation from the change stream, fills that are never stale,
 // the watermark and staleness bound, read-your-writes fences and
-// single-flighted misses. See ADRs 0003 and 0005.
+// single-flighted misses. See ADRs 0003 and 0007.
 //
 // A wire front end uses it through [Cache]: [Materializer.Lookup] answers
 // a [Request] with a hit, a [Ticket] to fill from the origin ([Materializer.Put]

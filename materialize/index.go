@@ -10,7 +10,7 @@ import (
 // index is the dependency index: which cached entries depend on which
 // tables and (table, column, value) predicates, and the version of every
 // dependency that a fill in flight might register, for the stale-fill
-// guard (ADR 0005).
+// guard (ADR 0007).
 //
 // Versions are sequence numbers of invalidation events. A fill takes a
 // token (the current sequence) before it asks the origin; it is admitted

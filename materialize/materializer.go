@@ -51,7 +51,7 @@ type Config struct {
 	// Visibility, when set, is waited on before a batch's changes are
 	// applied: logical decoding may report a commit before it is visible
 	// to new snapshots, and a fill that asked the origin in that moment
-	// would cache the old rows (ADR 0005). Required against a real
+	// would cache the old rows (ADR 0007). Required against a real
 	// origin; connectors/postgres.Visibility implements it.
 	Visibility Visibility
 	// Positions reads the origin's position for read-your-writes fences
@@ -87,7 +87,7 @@ type Hooks struct {
 }
 
 // Materializer answers cacheable reads from the cache and keeps it exact
-// from the change stream. See the package documentation and ADR 0005.
+// from the change stream. See the package documentation and ADR 0007.
 type Materializer struct {
 	cfg   Config
 	log   *slog.Logger

@@ -13,7 +13,7 @@ import (
 // the committing backend has left the ProcArray, so for a moment a
 // query can still miss a change the stream already reported; the
 // materializer must not invalidate (and admit fills) before that moment
-// has passed (ADR 0005). It implements materialize.Visibility.
+// has passed (ADR 0007). It implements materialize.Visibility.
 type Visibility struct {
 	DB PositionDB
 	// Poll is the pause between checks; default 100µs.

@@ -53,7 +53,7 @@
 // # Cache
 //
 // In SessionMode with a materialize.Cache other than PassThrough
-// (cache.go, ADR 0005), a session that is idle — nothing outstanding at
+// (cache.go, ADR 0007), a session that is idle — nothing outstanding at
 // the origin, every answer flushed to the client, transaction status I,
 // session state known — offers two request forms to the cache: a simple
 // Query, and Bind [Describe] Execute Sync on a named statement, whole in
