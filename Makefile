@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-pgwire bench-kafka
+.PHONY: demo test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-materialize-e2e bench-pgwire bench-kafka
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -62,5 +62,18 @@ KAFKA_BENCHTIME ?= 3x
 bench-kafka:
 	$(ENV) run --only kafka -- $(GO) test -run '^$$' -bench . -benchtime $(KAFKA_BENCHTIME) ./connectors/kafka/
 
+## demo: the README's first command: a throwaway PostgreSQL, a small dataset, `freshet up`,
+## ~30 s of reads with concurrent writes through it; prints hit ratio, latency, freshness and
+## stale reads. DEMO_ARGS passes flags (e.g. DEMO_ARGS=-duration=10s).
+demo:
+	$(ENV) run --only pg -- $(GO) run ./integration/cmd/demo $(DEMO_ARGS)
+
+## bench-materialize-e2e: pgbench -S -M prepared -c 8 (scale 1: 100k accounts, so the cache
+## warms in one pgbench run) against PostgreSQL, PgBouncer, freshet pass-through and freshet
+## with the materializer and a warm cache; then p50 latency at 1 client, a 1M-row aggregate
+## cached vs direct, and freshness in embedded mode.
+bench-materialize-e2e:
+	integration/env/pgwire-bench.sh -cached -s 1 -rounds 1 -T 10s $(BENCH_E2E_ARGS)
+
 ## bench: every benchmark, figures for the closing notes.
-bench: bench-cdc bench-materialize bench-pgwire bench-kafka
+bench: bench-cdc bench-materialize bench-pgwire bench-materialize-e2e bench-kafka

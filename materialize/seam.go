@@ -42,37 +42,36 @@ type Session struct {
 	User     string
 }
 
-// Result is a complete, encoded wire response to a statement.
-type Result struct {
-	Wire []byte
-}
-
-// Cache is the seam between a wire front end and the materializer. The
-// front end offers every cacheable candidate to Lookup, the origin's
-// answers to misses to Fill, and every write to Fence. Implementations are
-// safe for concurrent use.
+// Cache is the seam between a wire front end and the materializer
+// (implemented by *Materializer). The front end offers every cacheable
+// candidate read, while its session is idle, to Lookup: on a hit it
+// writes Answer.Entry.Response() to the client as is; on a miss with a
+// Ticket it sends the request to the origin, captures the complete
+// response up to ReadyForQuery and offers it to Put, or Abandons the
+// ticket if the response is an error or was not captured whole. A front
+// end marks Request.FencePending after anything that may have written.
+// Implementations are safe for concurrent use.
 type Cache interface {
-	// Lookup returns the cached response to stmt, or ok false on a miss
-	// (the statement then goes to the origin).
-	Lookup(ctx context.Context, sess Session, stmt Statement) (res Result, ok bool)
-	// Fill offers the origin's response to a statement Lookup missed.
-	Fill(ctx context.Context, sess Session, stmt Statement, res Result)
-	// Fence records that sess sent a write, so that its later reads see
-	// it (read-your-writes).
-	Fence(ctx context.Context, sess Session, stmt Statement)
+	Lookup(ctx context.Context, r *Request, key []byte) (Answer, []byte)
+	Put(t *Ticket, response []byte) bool
+	Abandon(t *Ticket)
 }
 
-// PassThrough is the Cache that caches nothing: every lookup misses, so a
-// front end using it is a plain proxy to the origin.
+var _ Cache = (*Materializer)(nil)
+
+// PassThrough is the Cache that caches nothing: every lookup goes to the
+// origin unfilled, so a front end using it is a plain proxy.
 type PassThrough struct{}
 
 var _ Cache = PassThrough{}
 
-// Lookup always misses.
-func (PassThrough) Lookup(context.Context, Session, Statement) (Result, bool) { return Result{}, false }
+// Lookup always bypasses.
+func (PassThrough) Lookup(_ context.Context, _ *Request, key []byte) (Answer, []byte) {
+	return Answer{Reason: "pass_through"}, key
+}
 
-// Fill drops the result.
-func (PassThrough) Fill(context.Context, Session, Statement, Result) {}
+// Put drops the response.
+func (PassThrough) Put(*Ticket, []byte) bool { return false }
 
-// Fence does nothing: there is nothing to make consistent.
-func (PassThrough) Fence(context.Context, Session, Statement) {}
+// Abandon does nothing.
+func (PassThrough) Abandon(*Ticket) {}

@@ -28,6 +28,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
+	case "up":
+		return up(args[1:], stderr)
 	}
 	fmt.Fprintf(stderr, "freshet: unknown command %q\n", args[0])
 	usage(stderr)
@@ -38,6 +40,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: freshet <command> [flags]
 
 commands:
+  up         everything in one process: change capture from the origin,
+             the cache, and a PostgreSQL endpoint (freshet up --origin postgres://...)
   version    print the version
   help       print this help
 `)

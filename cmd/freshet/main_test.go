@@ -17,6 +17,7 @@ func TestRun(t *testing.T) {
 		{name: "no command prints usage", args: nil, wantCode: 2, wantStderr: "usage: freshet"},
 		{name: "version", args: []string{"version"}, wantCode: 0, wantStdout: "freshet dev"},
 		{name: "help goes to stdout", args: []string{"--help"}, wantCode: 0, wantStdout: "usage: freshet"},
+		{name: "up needs an origin", args: []string{"up"}, wantCode: 2, wantStderr: "--origin (or FRESHET_ORIGIN) is required"},
 		{name: "unknown command is an error", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
 	}
 	for _, tt := range tests {

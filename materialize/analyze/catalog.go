@@ -61,6 +61,9 @@ type Relation struct {
 	// Unlogged is relpersistence = 'u': its changes bypass the WAL, so
 	// they never reach the change stream.
 	Unlogged bool `json:"unlogged,omitempty"`
+	// Unpublished marks a table outside the change stream's publication:
+	// its changes never arrive, so nothing reading it may be cached.
+	Unpublished bool `json:"unpublished,omitempty"`
 	// RowSecurity is relrowsecurity: policies may read session settings
 	// that are not part of the cache key.
 	RowSecurity bool     `json:"row_security,omitempty"`

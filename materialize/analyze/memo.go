@@ -3,6 +3,7 @@ package analyze
 import (
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -86,7 +87,8 @@ func (m *Memo) store(h uint64, in *Input, res Result) {
 		clear(m.entries)
 		m.n = 0
 	}
-	e := &memoEntry{sql: in.SQL, searchPath: slices.Clone(in.SearchPath), role: in.Role, res: res}
+	// The text may alias a front end's read buffer: keep a copy.
+	e := &memoEntry{sql: strings.Clone(in.SQL), searchPath: slices.Clone(in.SearchPath), role: in.Role, res: res}
 	m.entries[h] = append(m.entries[h], e)
 	m.n++
 }

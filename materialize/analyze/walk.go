@@ -147,6 +147,9 @@ func (a *analyzer) rangeVar(rv *pg_query.RangeVar, sc *scope) error {
 	if rel.Unlogged {
 		return reject(ReasonNotReplicated, rel.QualifiedName()+" (unlogged)")
 	}
+	if rel.Unpublished && (rel.Kind == KindTable || rel.Kind == KindPartitioned) {
+		return reject(ReasonNotReplicated, rel.QualifiedName()+" (not in the publication)")
+	}
 	switch rel.Kind {
 	case KindTable, KindPartitioned:
 		sc.items = append(sc.items, a.tableItem(rel, ref, rv))

@@ -50,13 +50,20 @@
 // PgBouncer, an unnamed statement parsed in one Sync and bound in the
 // next may land on another backend in TransactionMode.
 //
-// # Cache seam
+// # Cache
 //
-// Every simple Query is classified lexically (materialize.Classify) and
-// offered to the materialize.Cache: cacheable candidates to Lookup, writes
-// to Fence. The default cache is materialize.PassThrough, so the proxy is
-// correct on its own; serving hits and capturing fills is the
-// materializer's work.
+// In SessionMode with a materialize.Cache other than PassThrough
+// (cache.go, ADR 0007), a session that is idle — nothing outstanding at
+// the origin, every answer flushed to the client, transaction status I,
+// session state known — offers two request forms to the cache: a simple
+// Query, and Bind [Describe] Execute Sync on a named statement, whole in
+// the read buffer. A hit is one write of the stored response and the
+// request is consumed; a miss forwards the request and the origin pump
+// copies its response up to ReadyForQuery into the fill. SET, RESET,
+// DISCARD, set_config or a ParameterStatus make the session unknown
+// (relayed only); anything that may have written makes the next cached
+// read wait for the change stream to pass the origin's position.
+// TransactionMode sessions are relayed only.
 //
 // # Concurrency
 //

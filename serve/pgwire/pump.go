@@ -8,11 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
-	"unsafe"
-
-	"github.com/freshetdb/freshet/materialize"
 )
 
 // errTerminate ends a session whose client sent Terminate.
@@ -81,14 +77,33 @@ func (s *session) pumpClient(ctx context.Context) error {
 		case 'X':
 			return errTerminate
 		case 'Q':
-			s.route(ctx, r, n)
+			if s.cache != nil {
+				served, err := s.cacheQuery(ctx, r, n)
+				if err != nil {
+					return fmt.Errorf("write to client: %w", err)
+				}
+				if served {
+					continue
+				}
+			}
 			s.requestSent()
 		case 'S':
 			s.unsynced.Store(false)
+			s.cacheSync()
 			s.requestSent()
 		case 'F':
+			s.cacheWrote()
 			s.requestSent()
 		case 'P', 'B', 'D', 'E', 'C', 'H':
+			if s.cache != nil {
+				served, err := s.cacheExtendedMessage(ctx, r, typ, n)
+				if err != nil {
+					return fmt.Errorf("write to client: %w", err)
+				}
+				if served {
+					continue
+				}
+			}
 			if s.poolKey != "" {
 				s.unsynced.Store(true)
 			}
@@ -155,30 +170,6 @@ func (s *session) checkFrontend(typ byte, n int) error {
 	return nil
 }
 
-// route classifies a Query message and offers it to the cache. The cache
-// seam is pass-through for now: a hit is not served yet, so the statement
-// always continues to the origin.
-func (s *session) route(ctx context.Context, r *bufio.Reader, n int) {
-	if n+1 > r.Size() || n < 5 {
-		return // too large to peek; never a cache candidate
-	}
-	b, err := r.Peek(n + 1)
-	if err != nil {
-		return
-	}
-	// The string aliases the read buffer only while we classify.
-	body := b[5 : n+1-1]
-	st := materialize.Classify(unsafe.String(unsafe.SliceData(body), len(body)))
-	switch st.Class {
-	case materialize.ClassCacheable:
-		st.SQL = strings.Clone(st.SQL)
-		s.srv.cfg.Cache.Lookup(ctx, s.who, st)
-	case materialize.ClassWrite:
-		st.SQL = strings.Clone(st.SQL)
-		s.srv.cfg.Cache.Fence(ctx, s.who, st)
-	}
-}
-
 // pumpOrigin relays origin messages to the client, noting each
 // ReadyForQuery, until the origin connection ends.
 func (s *session) pumpOrigin() error {
@@ -188,8 +179,12 @@ func (s *session) pumpOrigin() error {
 	err := func() error {
 		for {
 			if needFlush(r) {
+				ready := s.ready.Load()
 				if err := w.Flush(); err != nil {
 					return fmt.Errorf("write to client: %w", err)
+				}
+				if s.cache != nil {
+					s.cache.flushed.Store(ready)
 				}
 			}
 			hdr, err := r.Peek(5)
@@ -203,10 +198,17 @@ func (s *session) pumpOrigin() error {
 			if n < 4 {
 				return fmt.Errorf("origin sent message %q with length %d", typ, n)
 			}
+			var fill *capture
+			if s.cache != nil {
+				fill = s.cacheOriginMessage(r, typ, n+1)
+			}
 			if typ == 'Z' && n == 5 {
 				z, err := r.Peek(6)
 				if err != nil {
 					return fmt.Errorf("read origin: %w", err)
+				}
+				if fill != nil {
+					s.finishCapture(fill, z[5])
 				}
 				s.readyForQuery(z[5])
 			}

@@ -39,6 +39,8 @@ type session struct {
 	released  bool // the backend went back to the Pool
 
 	tx *txState // transaction pooling only
+
+	cache *cacheState // nil: nothing is answered from the cache
 }
 
 func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginConn, startup *pgproto3.StartupMessage) *session {
@@ -51,6 +53,9 @@ func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginCo
 		s.who.Database = s.who.User
 	}
 	s.txStatus.Store(uint32(origin.TxStatus))
+	if _, pass := srv.cfg.Cache.(materialize.PassThrough); !pass && srv.cfg.Mode == SessionMode {
+		s.cache = newCacheState(s.who, startup.Parameters, origin.Greeting)
+	}
 	srv.keys.add(s)
 	if d := srv.cfg.StatementTimeout; d > 0 {
 		s.stmtTimer = time.AfterFunc(d, s.statementTimedOut)
@@ -71,6 +76,7 @@ func (s *session) keyData() []byte {
 
 // release unregisters the session and closes its origin backend.
 func (s *session) release() {
+	s.abandonCapture()
 	s.srv.keys.remove(s)
 	if s.stmtTimer != nil {
 		s.stmtTimer.Stop()

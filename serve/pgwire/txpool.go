@@ -138,7 +138,6 @@ func (s *session) account(ctx context.Context, r *bufio.Reader, typ byte, n int)
 		} else {
 			s.tx.pinned = true // too large to inspect: assume the worst
 		}
-		s.route(ctx, r, n)
 		s.requestSent()
 	case 'S':
 		s.unsynced.Store(false)

@@ -51,6 +51,7 @@ type options struct {
 	scale      int
 	rounds     int
 	mode       string
+	cached     bool
 }
 
 func run() error {
@@ -60,6 +61,7 @@ func run() error {
 	flag.IntVar(&o.scale, "s", 10, "pgbench scale")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each round runs every target once, in rotating order")
 	flag.StringVar(&o.mode, "M", "prepared", "pgbench query mode")
+	flag.BoolVar(&o.cached, "cached", false, "add freshet with the materializer (warm cache), 1-client p50 latency, a 1M-row aggregate and freshness")
 	flag.StringVar(&o.only, "only", "", "run only the targets whose name contains this")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (freshet's front end) to this file")
 	flag.Parse()
@@ -106,6 +108,31 @@ func run() error {
 		{"postgres (direct)", dbURL},
 		{"pgbouncer (session)", rehost(dbURL, bouncerAddr)},
 		{"freshet (pass-through)", rehost(dbURL, freshetAddr)},
+	}
+	var cached *cachedFreshet
+	if o.cached {
+		if err := createAggregateTable(ctx, dbURL); err != nil {
+			return err
+		}
+		if cached, err = startCached(ctx, dbURL); err != nil {
+			return err
+		}
+		defer cached.stop()
+		cu := rehost(dbURL, cached.addr)
+		targets = append(targets, struct{ name, url string }{"freshet (cached)", cu})
+		fmt.Printf("warming freshet's cache: pgbench -S -M %s -c %d for %s ...\n", o.mode, o.clients, 2*o.duration)
+		warm := o
+		warm.duration = 2 * o.duration
+		if _, err := pgbench(bindir, cu, warm); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		s := cached.stats()
+		fmt.Printf("  after warm-up: %d hits, %d fills, %d cached reads bypassed\n", s.Hits, s.Fills, sum(s.Bypassed))
+		defer func() {
+			s := cached.stats()
+			fmt.Printf("\nfreshet (cached) totals: %d hits, %d misses, %d bypassed %v\n", s.Hits, s.Misses, sum(s.Bypassed), s.Bypassed)
+		}()
+		defer reportCachedExtras(ctx, bindir, dbURL, cu, o)
 	}
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
@@ -154,6 +181,40 @@ func run() error {
 		fmt.Printf("  %-24s %10.0f\n", tg.name, mean(results[tg.name]))
 	}
 	return nil
+}
+
+func sum(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// reportCachedExtras measures what pgbench throughput does not show: p50
+// at one client, the aggregate, freshness.
+func reportCachedExtras(ctx context.Context, bindir, dbURL, cachedURL string, o options) {
+	fmt.Println()
+	for _, tg := range []struct{ name, url string }{{"postgres (direct)", dbURL}, {"freshet (cached)", cachedURL}} {
+		p50, err := latencyP50(bindir, tg.url, o)
+		if err != nil {
+			fmt.Println("p50 at 1 client:", tg.name, err)
+			continue
+		}
+		fmt.Printf("pgbench -S -M %s -c 1 p50 latency  %-20s %s\n", o.mode, tg.name, p50)
+	}
+	direct, cached, err := aggregate(ctx, dbURL, cachedURL)
+	if err != nil {
+		fmt.Println("aggregate:", err)
+	} else {
+		fmt.Printf("SELECT count(*), sum(v) over 1M rows, median: direct %s, freshet cached %s (%.0fx)\n", direct, cached, float64(direct)/float64(cached))
+	}
+	p50, p99, err := freshness(ctx, dbURL, cachedURL, 200)
+	if err != nil {
+		fmt.Println("freshness:", err)
+	} else {
+		fmt.Printf("freshness (embedded, origin commit -> freshet returns it, 200 updates): p50 %s p99 %s\n", p50, p99)
+	}
 }
 
 func mean(xs []float64) float64 {

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/freshetdb/freshet/internal/embedded"
+)
+
+// upFlags parses `freshet up`'s flags; every flag defaults to its
+// FRESHET_* environment variable.
+func upFlags(args []string, stderr io.Writer) (embedded.Config, string, error) {
+	var c embedded.Config
+	var metrics string
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Origin, "origin", os.Getenv("FRESHET_ORIGIN"), "origin PostgreSQL URL; the role needs REPLICATION, and superuser to create the publication [FRESHET_ORIGIN]")
+	fs.StringVar(&c.Listen, "listen", envOr("FRESHET_LISTEN", "127.0.0.1:6432"), "address for PostgreSQL clients [FRESHET_LISTEN]")
+	fs.StringVar(&c.Slot, "slot", envOr("FRESHET_SLOT", "freshet"), "logical replication slot, created if missing [FRESHET_SLOT]")
+	fs.StringVar(&c.Publication, "publication", envOr("FRESHET_PUBLICATION", "freshet"), "publication, created FOR ALL TABLES if missing [FRESHET_PUBLICATION]")
+	fs.Int64Var(&c.CacheBytes, "cache-bytes", envInt("FRESHET_CACHE_BYTES", 256<<20), "cache memory budget, bytes [FRESHET_CACHE_BYTES]")
+	fs.DurationVar(&c.StalenessBound, "staleness-bound", envDuration("FRESHET_STALENESS_BOUND", 5*time.Second), "past this replication lag, reads go to the origin [FRESHET_STALENESS_BOUND]")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 50*time.Millisecond), "WAL heartbeat, keeps the watermark fresh on an idle origin [FRESHET_HEARTBEAT]")
+	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve Prometheus /metrics on; empty: none [FRESHET_METRICS]")
+	if err := fs.Parse(args); err != nil {
+		return c, "", err
+	}
+	if c.Origin == "" {
+		return c, "", errors.New("--origin (or FRESHET_ORIGIN) is required")
+	}
+	return c, metrics, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int64) int64 {
+	if v, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// up runs `freshet up` until SIGINT or SIGTERM.
+func up(args []string, stderr io.Writer) int {
+	cfg, metricsAddr, err := upFlags(args, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "freshet up:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cfg.Logger = log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registerer = reg
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			fmt.Fprintln(stderr, "freshet up: metrics:", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+	}
+	node, err := embedded.New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "freshet up:", err)
+		return 2
+	}
+	if err := node.Run(ctx, nil); err != nil {
+		fmt.Fprintln(stderr, "freshet up:", err)
+		return 1
+	}
+	if m := node.Materializer(); m != nil {
+		s := m.Stats()
+		log.Info("stopped", "hits", s.Hits, "misses", s.Misses, "fills", s.Fills, "refused_fills", s.StaleFills,
+			"changes", s.Changes, "invalidated", s.Invalidated, "bypassed", fmt.Sprint(s.Bypassed))
+	}
+	return 0
+}

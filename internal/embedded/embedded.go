@@ -1,0 +1,213 @@
+// Package embedded runs freshet in one process, the `freshet up` mode:
+// the origin's change stream → the in-process bus → the materializer ←
+// the PostgreSQL front end. cmd/freshet parses flags into a Config; the
+// integration tests run the same wiring with test hooks.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/freshetdb/freshet/connectors/memory"
+	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/ingest"
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/freshetdb/freshet/schemas"
+	"github.com/freshetdb/freshet/serve/pgwire"
+)
+
+// Config configures a Node.
+type Config struct {
+	// Origin is the origin PostgreSQL URL. Its role needs REPLICATION,
+	// SELECT on the published tables, and superuser to create a FOR ALL
+	// TABLES publication (or an existing Publication). Required.
+	Origin string
+	// Listen is the address for PostgreSQL clients. Default
+	// 127.0.0.1:6432.
+	Listen string
+	// Slot and Publication are created when missing. Default "freshet".
+	Slot, Publication string
+	// Tables, when set, are the schema-qualified tables a publication
+	// created here includes; default FOR ALL TABLES.
+	Tables []string
+	// CacheBytes is the cache's memory budget. Default 256 MiB.
+	CacheBytes int64
+	// StalenessBound: beyond this lag reads go to the origin. Default 5s.
+	StalenessBound time.Duration
+	// Heartbeat is how often a heartbeat is written into the WAL, so an
+	// idle origin keeps the watermark fresh. Default 50ms.
+	Heartbeat time.Duration
+	// CatalogInterval is how often the origin's catalog is reloaded to
+	// notice DDL without change events (a changed catalog purges the
+	// cache). Default 5s; negative disables.
+	CatalogInterval time.Duration
+	// Registerer receives the metrics; optional.
+	Registerer prometheus.Registerer
+	// Hooks are the materializer's test hooks.
+	Hooks materialize.Hooks
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Node is one embedded freshet.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	addr string
+	m    *materialize.Materializer
+}
+
+// New validates cfg.
+func New(cfg Config) (*Node, error) {
+	if cfg.Origin == "" {
+		return nil, errors.New("embedded: Config.Origin is required")
+	}
+	u, err := url.Parse(cfg.Origin)
+	if err != nil || u.Host == "" {
+		return nil, errors.New("embedded: Config.Origin must be a postgres:// URL with a host")
+	}
+	if cfg.CacheBytes < 0 || cfg.StalenessBound < 0 || cfg.Heartbeat < 0 {
+		return nil, errors.New("embedded: negative value in Config")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:6432"
+	}
+	if cfg.Slot == "" {
+		cfg.Slot = "freshet"
+	}
+	if cfg.Publication == "" {
+		cfg.Publication = "freshet"
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 50 * time.Millisecond
+	}
+	if cfg.CatalogInterval == 0 {
+		cfg.CatalogInterval = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log, addr: u.Host}
+	if u.Port() == "" {
+		n.addr = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	return n, nil
+}
+
+// Materializer is the node's materializer once Run has started it (for
+// statistics); nil before.
+func (n *Node) Materializer() *materialize.Materializer { return n.m }
+
+// Run sets up the publication and slot, starts everything, calls ready
+// with the listening address, and serves until ctx ends or a part fails.
+func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
+	cfg := n.cfg
+	pool, err := pgxpool.New(ctx, cfg.Origin)
+	if err != nil {
+		return fmt.Errorf("embedded: origin pool: %w", err)
+	}
+	defer pool.Close()
+	pcfg := postgres.Config{URL: cfg.Origin, Name: "origin", Slot: cfg.Slot, Publication: cfg.Publication,
+		Tables: cfg.Tables, HeartbeatInterval: cfg.Heartbeat, Logger: n.log}
+	report, err := postgres.Setup(ctx, pcfg, schemas.Position{})
+	if err != nil {
+		return fmt.Errorf("embedded: %w", err)
+	}
+	var published []string
+	for _, t := range report.Tables {
+		published = append(published, t.Schema+"."+t.Table)
+		if t.Advice != "" {
+			n.log.Warn("table setup", "table", t.Schema+"."+t.Table, "advice", t.Advice)
+		}
+	}
+	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: pool, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	m, err := materialize.New(materialize.Config{
+		MaxBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound,
+		Loader:     materialize.PublishedLoader{Loader: loader, Published: published},
+		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
+		RoleDefaults:    postgres.RoleDefaultsLoader{DB: pool},
+		CatalogInterval: cfg.CatalogInterval,
+		Registerer:      cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := m.LoadCatalog(ctx); err != nil {
+		return err
+	}
+	n.m = m
+	reader, err := postgres.NewReader(pcfg)
+	if err != nil {
+		return err
+	}
+	bus, err := memory.New(memory.Config{})
+	if err != nil {
+		return err
+	}
+	sub := bus.Subscribe()
+	pipe, err := ingest.New(ingest.Config{Source: reader, Bus: bus, Name: pcfg.Name, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: n.addr, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	srv, err := pgwire.New(pgwire.Config{Connector: origin, Cache: m, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("embedded: listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	part := func(name string, run func() error) {
+		err := run()
+		if err != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%s: %w", name, err)
+		} else {
+			err = nil
+		}
+		errc <- err
+	}
+	go part("ingest", func() error { return pipe.Run(ctx) })
+	go part("materializer", func() error { return m.Run(ctx, sub) })
+	go part("front end", func() error { return srv.Serve(ctx, ln) })
+	n.log.Info("freshet up", "listen", ln.Addr().String(), "origin", n.addr, "slot", cfg.Slot,
+		"publication", cfg.Publication, "tables", len(published))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	var first error
+	pending := 3
+	select {
+	case first = <-errc:
+		pending--
+	case <-ctx.Done():
+	}
+	cancel()
+	_ = srv.Close()
+	bus.Close()
+	for ; pending > 0; pending-- {
+		if err := <-errc; first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -1,0 +1,136 @@
+package materialize
+
+import (
+	"context"
+
+	"github.com/freshetdb/freshet/materialize/analyze"
+	"github.com/freshetdb/freshet/materialize/cache"
+	"github.com/freshetdb/freshet/schemas"
+)
+
+// Request is one read a wire front end offers to the cache: everything
+// that decides whether it may be answered from the cache and which bytes
+// answer it.
+type Request struct {
+	Database string
+	Role     string
+	SQL      string
+	// Shape names the message sequence when it changes the response for
+	// the same statement (extended protocol: whether ParseComplete and a
+	// RowDescription are part of it); "" for a simple Query.
+	Shape string
+	// Params are the bound parameters (extended protocol).
+	Params Params
+	// ResultFormats are the Bind's result format codes.
+	ResultFormats []int16
+	// Settings are the session's output-affecting settings.
+	Settings *cache.Settings
+	// SearchPath is the session's search_path as analysis reads it; nil
+	// for the default.
+	SearchPath []string
+	Tx         analyze.TxState
+	Session    analyze.SessionState
+	// FencePending is set by the front end when the session sent
+	// anything that may have written since its last cacheable read;
+	// Lookup then reads the origin's position (Config.Positions) into
+	// Fence and clears it. Keep the Request per session.
+	FencePending bool
+	// Fence is the origin position the session's next cached read must
+	// wait for; Lookup clears it once the watermark covers it.
+	Fence schemas.Position
+}
+
+// Answer is the cache's response to a Request: exactly one of Entry (a
+// hit: write Entry.Response() to the client as is), Ticket (a miss: send
+// the request to the origin, capture the complete response and Put it,
+// or Abandon the ticket on an error), or neither (Reason says why the
+// request goes to the origin unfilled).
+type Answer struct {
+	Entry  *cache.Entry
+	Ticket *Ticket
+	Reason string
+	// Cacheable reports that analysis found the statement a plain read:
+	// whatever the answer, it wrote nothing at the origin.
+	Cacheable bool
+}
+
+// Lookup answers r. key is a scratch buffer for the encoded key, returned
+// grown for reuse, so that a hit allocates nothing proportional to the
+// request or the result.
+func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answer, []byte) {
+	sess := r.Session
+	if m.sessionUnseen(r) {
+		sess = analyze.SessionUnknown
+	}
+	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
+	a, key := m.lookup(ctx, r, &res, key)
+	m.templates.record(res.Fingerprint, &a)
+	return a, key
+}
+
+func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Result, key []byte) (Answer, []byte) {
+	if !res.Cacheable {
+		m.stats.bypass(string(res.Reason))
+		m.metrics.bypassed(string(res.Reason))
+		return Answer{Reason: string(res.Reason)}, key
+	}
+	if timeDependentParams(&r.Params) {
+		m.stats.bypass(BypassTimeLiteral)
+		m.metrics.bypassed(BypassTimeLiteral)
+		return Answer{Reason: BypassTimeLiteral}, key
+	}
+	stmt := r.SQL
+	if r.Shape != "" {
+		stmt = r.Shape + "\x00" + r.SQL
+	}
+	k := cache.Key{
+		Database: r.Database, Role: r.Role, Statement: stmt,
+		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
+		ResultFormats: r.ResultFormats, Settings: r.Settings,
+	}
+	key = cache.AppendKey(key[:0], &k)
+	if r.FencePending {
+		if !m.resolveFence(ctx, r) {
+			m.stats.bypass(BypassFence)
+			m.metrics.bypassed(BypassFence)
+			return Answer{Reason: BypassFence, Cacheable: true}, key
+		}
+	}
+	q := Query{Key: key, Analysis: res, Params: &r.Params, Fence: r.Fence}
+	e, tk, reason := m.Get(ctx, &q)
+	if !r.Fence.IsZero() && reason == "" {
+		r.Fence = schemas.Position{} // the watermark covers it now
+	}
+	return Answer{Entry: e, Ticket: tk, Reason: reason, Cacheable: true}, key
+}
+
+// resolveFence reads the origin's position after the session's writes
+// into r.Fence; false when it cannot be read (the read then goes to the
+// origin and the fence stays pending).
+func (m *Materializer) resolveFence(ctx context.Context, r *Request) bool {
+	if m.cfg.Positions == nil {
+		r.FencePending = false
+		return true
+	}
+	p, err := m.cfg.Positions.CurrentPosition(ctx)
+	if err != nil {
+		m.log.Warn("read-your-writes: cannot read the origin's position", "err", err)
+		return false
+	}
+	if p.Compare(r.Fence) > 0 {
+		r.Fence = p
+	}
+	r.FencePending = false
+	return true
+}
+
+// timeDependentParams reports a text parameter such as 'now' or 'today'
+// that a date/time input function would read as the clock.
+func timeDependentParams(p *Params) bool {
+	for i, v := range p.Values {
+		if v != nil && p.format(i) == 0 && analyze.TimeDependentLiteral(string(v)) {
+			return true
+		}
+	}
+	return false
+}

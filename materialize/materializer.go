@@ -1,0 +1,588 @@
+package materialize
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/freshetdb/freshet/ingest"
+	"github.com/freshetdb/freshet/materialize/analyze"
+	"github.com/freshetdb/freshet/materialize/cache"
+	"github.com/freshetdb/freshet/schemas"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Materializer.
+type Config struct {
+	// MaxBytes is the cache's memory budget. Default 256 MiB.
+	MaxBytes int64
+	// Catalog is the origin's catalog to analyze statements against; nil
+	// makes nothing that reads a table cacheable until Loader has loaded
+	// one (LoadCatalog).
+	Catalog analyze.Catalog
+	// Loader reloads the catalog after a schema change; optional.
+	Loader CatalogLoader
+	// RoleDefaults, when set, is loaded with the catalog: sessions of
+	// (database, role) pairs with unseen defaults are never cached.
+	RoleDefaults RoleDefaultsLoader
+	// CatalogInterval, when positive (and Loader set), reloads the catalog
+	// this often while Run runs: DDL that produces no change event (a
+	// view redefined, a function's volatility altered) is noticed within
+	// it, and a catalog that changed purges the cache. Zero: only after
+	// schema-change events.
+	CatalogInterval time.Duration
+	// StalenessBound is how far behind the origin (now minus the commit
+	// time of the last progress marker) the cache may be and still
+	// answer; beyond it every read is tunneled. Default 5s.
+	StalenessBound time.Duration
+	// FenceWait is how long a read after a write in the same session
+	// waits for the watermark to pass the write before going to the
+	// origin. Default 5ms.
+	FenceWait time.Duration
+	// FlightWait is how long a miss waits for a concurrent fill of the
+	// same key before asking the origin itself. Default 2s.
+	FlightWait time.Duration
+	// Visibility, when set, is waited on before a batch's changes are
+	// applied: logical decoding may report a commit before it is visible
+	// to new snapshots, and a fill that asked the origin in that moment
+	// would cache the old rows (ADR 0007). Required against a real
+	// origin; connectors/postgres.Visibility implements it.
+	Visibility Visibility
+	// Positions reads the origin's position for read-your-writes fences
+	// (Request.FencePending). Without it, pending fences are dropped:
+	// only set it nil where no session writes.
+	Positions PositionSource
+	// Registerer, when set, receives the materializer's Prometheus
+	// metrics.
+	Registerer prometheus.Registerer
+	// Logger receives resets, fallbacks and catalog reloads; nil discards.
+	Logger *slog.Logger
+	// Hooks inject delays between the steps of fills and change
+	// application; for tests.
+	Hooks Hooks
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Hooks are called at the steps where a race between a fill and a change
+// would show. Nil hooks are skipped.
+type Hooks struct {
+	// AfterBegin runs after a miss took its fill token, before the
+	// caller asks the origin.
+	AfterBegin func()
+	// BeforeEnd runs when the origin's answer is offered, before the
+	// stale-fill check.
+	BeforeEnd func()
+	// BeforeChange runs before each change is applied.
+	BeforeChange func()
+	// BeforeAdvance runs after a batch's changes were applied (their
+	// entries invalidated), before the watermark moves.
+	BeforeAdvance func(*ingest.Batch)
+}
+
+// Materializer answers cacheable reads from the cache and keeps it exact
+// from the change stream. See the package documentation and ADR 0007.
+type Materializer struct {
+	cfg   Config
+	log   *slog.Logger
+	store *cache.Store
+	ix    *index
+	wm    *watermark
+
+	memo      atomic.Pointer[memoGen]
+	reload    atomic.Bool // a schema change is being followed by a catalog reload
+	flights   flights
+	stats     counters
+	metrics   *metrics
+	templates templates
+
+	roleDefaults atomic.Pointer[RoleDefaults]
+}
+
+type memoGen struct {
+	memo *analyze.Memo
+	cat  analyze.Catalog
+	gen  uint64
+}
+
+// New validates cfg and makes a Materializer.
+func New(cfg Config) (*Materializer, error) {
+	if cfg.MaxBytes < 0 || cfg.StalenessBound < 0 || cfg.FenceWait < 0 || cfg.FlightWait < 0 {
+		return nil, errors.New("materialize: MaxBytes, StalenessBound, FenceWait and FlightWait must not be negative")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 256 << 20
+	}
+	if cfg.StalenessBound == 0 {
+		cfg.StalenessBound = 5 * time.Second
+	}
+	if cfg.FenceWait == 0 {
+		cfg.FenceWait = 5 * time.Millisecond
+	}
+	if cfg.FlightWait == 0 {
+		cfg.FlightWait = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m := &Materializer{cfg: cfg, log: log, ix: newIndex(), wm: newWatermark()}
+	m.flights.m = map[string]*flight{}
+	store, err := cache.New(cache.Config{MaxBytes: cfg.MaxBytes, OnEvict: m.ix.forget})
+	if err != nil {
+		return nil, fmt.Errorf("materialize: %w", err)
+	}
+	m.store = store
+	if cfg.Registerer != nil {
+		if m.metrics, err = newMetrics(cfg.Registerer, m); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("materialize: metrics: %w", err)
+		}
+	}
+	m.memo.Store(&memoGen{memo: analyze.NewMemo(cfg.Catalog, 0), cat: cfg.Catalog})
+	return m, nil
+}
+
+// Close stops the cache's goroutines.
+func (m *Materializer) Close() { m.store.Close() }
+
+// LoadCatalog (re)loads the catalog with cfg.Loader and re-analyzes
+// statements against it from now on.
+func (m *Materializer) LoadCatalog(ctx context.Context) error {
+	if m.cfg.Loader == nil {
+		return errors.New("materialize: no catalog loader configured")
+	}
+	cat, err := m.cfg.Loader.LoadCatalog(ctx)
+	if err != nil {
+		return fmt.Errorf("materialize: load catalog: %w", err)
+	}
+	if err := m.loadRoleDefaults(ctx); err != nil {
+		return fmt.Errorf("materialize: load role defaults: %w", err)
+	}
+	old := m.memo.Load()
+	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
+	return nil
+}
+
+// checkCatalog reloads the catalog and, if it changed, analyzes against
+// the new one and purges the cache: entries analyzed under the old one
+// may depend on tables they no longer register.
+func (m *Materializer) checkCatalog(ctx context.Context) {
+	if err := m.loadRoleDefaults(ctx); err != nil && ctx.Err() == nil {
+		m.log.Warn("periodic reload of role defaults failed", "err", err)
+	}
+	cat, err := m.cfg.Loader.LoadCatalog(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("periodic catalog reload failed", "err", err)
+		}
+		return
+	}
+	old := m.memo.Load()
+	if reflect.DeepEqual(cat, old.cat) {
+		return
+	}
+	m.log.Info("the origin's catalog changed: purging the cache")
+	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
+	m.ix.purge()
+	m.store.Clear()
+	m.stats.catalogPurges.Add(1)
+}
+
+func (m *Materializer) watchCatalog(ctx context.Context) {
+	t := time.NewTicker(m.cfg.CatalogInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.checkCatalog(ctx)
+		}
+	}
+}
+
+// Analyze returns the verdict on a statement, once per statement text,
+// search_path and role (a memo), with the execution's transaction and
+// session state applied.
+func (m *Materializer) Analyze(in analyze.Input) analyze.Result {
+	return m.memo.Load().memo.Analyze(in)
+}
+
+// Query is one execution of a statement that analysis found cacheable.
+type Query struct {
+	// Key is the encoded cache key (cache.AppendKey).
+	Key []byte
+	// Analysis is the verdict from Analyze.
+	Analysis *analyze.Result
+	// Params are the bound parameters; nil for a simple query.
+	Params *Params
+	// Fence is the origin position of the session's last committed
+	// write; zero if none is pending.
+	Fence schemas.Position
+}
+
+// Bypass reasons: why a cacheable read went to the origin unfilled.
+const (
+	BypassNoWatermark  = "no_watermark"    // no progress marker yet (or after a reset)
+	BypassStale        = "staleness_bound" // the cache is behind by more than the bound
+	BypassFence        = "read_your_writes"
+	BypassReload       = "catalog_reload"
+	BypassTimeLiteral  = "time_parameter"
+	BypassUncacheable  = "uncacheable"
+	BypassFlightFailed = "flight_failed"
+)
+
+// Get answers q from the cache (entry set: write its Response as is), or
+// returns a ticket for the caller to fill from the origin (then Put or
+// Abandon it), or neither (bypass names why): the caller asks the origin
+// and does not fill.
+func (m *Materializer) Get(ctx context.Context, q *Query) (e *cache.Entry, tk *Ticket, bypass string) {
+	t0 := time.Now()
+	if reason := m.servable(ctx, q); reason != "" {
+		m.stats.bypass(reason)
+		m.metrics.bypassed(reason)
+		return nil, nil, reason
+	}
+	if e, ok := m.store.Get(q.Key); ok {
+		m.stats.hits.Add(1)
+		m.metrics.hit(time.Since(t0))
+		return e, nil, ""
+	}
+	if f := m.flights.join(q.Key); f != nil {
+		if f.wait(ctx, m.cfg.FlightWait) {
+			// The leader's entry, even before ristretto applies its Set
+			// asynchronously; the invalidation flag still rules.
+			if e := f.entry; e != nil && !e.Invalidated() {
+				m.stats.hits.Add(1)
+				m.stats.coalesced.Add(1)
+				m.metrics.hit(time.Since(t0))
+				return e, nil, ""
+			}
+			if e, ok := m.store.Get(q.Key); ok {
+				m.stats.hits.Add(1)
+				m.stats.coalesced.Add(1)
+				m.metrics.hit(time.Since(t0))
+				return e, nil, ""
+			}
+		}
+		// The leader's fill failed or was refused: ask the origin as a
+		// plain miss, without filling, rather than stampede.
+		m.stats.bypass(BypassFlightFailed)
+		m.metrics.bypassed(BypassFlightFailed)
+		return nil, nil, BypassFlightFailed
+	}
+	m.stats.misses.Add(1)
+	m.metrics.miss()
+	return nil, m.begin(q), ""
+}
+
+// servable returns why q may not be answered from the cache now, or "".
+func (m *Materializer) servable(ctx context.Context, q *Query) string {
+	if q.Analysis == nil || !q.Analysis.Cacheable {
+		return BypassUncacheable
+	}
+	if m.reload.Load() {
+		return BypassReload
+	}
+	_, at, ok := m.wm.get()
+	if !ok {
+		return BypassNoWatermark
+	}
+	if m.cfg.Now().Sub(at) > m.cfg.StalenessBound {
+		return BypassStale
+	}
+	if !q.Fence.IsZero() && !m.wm.waitFor(ctx, q.Fence, m.cfg.FenceWait) {
+		return BypassFence
+	}
+	return ""
+}
+
+// Ticket is a fill in progress: the origin is being asked for a result
+// the cache missed.
+type Ticket struct {
+	key    []byte
+	deps   []cache.Dependency
+	tok    uint64
+	gen    uint64
+	flight *flight
+	done   bool
+	start  time.Time
+}
+
+// Deps are the dependencies the result will be registered under.
+func (t *Ticket) Deps() []cache.Dependency { return t.deps }
+
+func (m *Materializer) begin(q *Query) *Ticket {
+	deps := Dependencies(q.Analysis, q.Params)
+	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now()}
+	tk.flight = m.flights.lead(tk.key)
+	tk.tok = m.ix.begin(deps)
+	if h := m.cfg.Hooks.AfterBegin; h != nil {
+		h()
+	}
+	return tk
+}
+
+// Put offers the origin's complete response for tk. It is cached only
+// if no change to its dependencies was applied since Get took the ticket
+// (the stale-fill guard); it reports whether it was.
+func (m *Materializer) Put(tk *Ticket, response []byte) bool {
+	if tk == nil || tk.done {
+		return false
+	}
+	tk.done = true
+	defer m.flights.land(tk.key, tk.flight)
+	if h := m.cfg.Hooks.BeforeEnd; h != nil {
+		h()
+	}
+	pos, _, _ := m.wm.get()
+	e := cache.NewEntry(tk.key, response, tk.deps, uint64(pos.LSN))
+	if tk.gen != m.memo.Load().gen || m.reload.Load() {
+		m.ix.end(tk.tok, tk.deps, nil)
+		m.stats.staleFills.Add(1)
+		m.metrics.filled(false, 0)
+		return false
+	}
+	if !m.ix.end(tk.tok, tk.deps, e) {
+		m.stats.staleFills.Add(1)
+		m.metrics.filled(false, 0)
+		return false
+	}
+	m.metrics.filled(true, time.Since(tk.start))
+	if !m.store.Set(e) {
+		m.ix.forget(e)
+		return false
+	}
+	// ristretto applies sets asynchronously; wait, on this miss path
+	// that already paid an origin round trip, so the next read hits.
+	m.store.Wait()
+	if tk.flight != nil {
+		tk.flight.entry = e
+	}
+	m.stats.fills.Add(1)
+	return true
+}
+
+// Abandon ends tk without a result (the origin failed, or answered with
+// an error, which is never cached).
+func (m *Materializer) Abandon(tk *Ticket) {
+	if tk == nil || tk.done {
+		return
+	}
+	tk.done = true
+	m.ix.end(tk.tok, tk.deps, nil)
+	m.flights.land(tk.key, tk.flight)
+}
+
+// Subscription is a stream of batches from the bus, in order
+// (connectors/memory.Subscription, a Kafka consumer).
+type Subscription interface {
+	Next(ctx context.Context) (*ingest.Batch, error)
+}
+
+// Visibility waits until committed transactions are visible to new
+// snapshots at the origin.
+type Visibility interface {
+	WaitVisible(ctx context.Context, xids []uint32) error
+}
+
+// Run applies batches from sub until ctx ends or sub fails.
+func (m *Materializer) Run(ctx context.Context, sub Subscription) error {
+	if m.cfg.Loader != nil && m.cfg.CatalogInterval > 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go m.watchCatalog(ctx)
+	}
+	for {
+		b, err := sub.Next(ctx)
+		if err == nil {
+			err = m.Apply(ctx, b)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("materialize: %w", err)
+		}
+	}
+}
+
+// waitVisible waits until b's transactions are visible at the origin,
+// retrying while the origin cannot be asked: until then nothing of b is
+// applied and the watermark stays (reads tunnel past the staleness bound).
+func (m *Materializer) waitVisible(ctx context.Context, b *ingest.Batch) error {
+	if m.cfg.Visibility == nil || len(b.Changes) == 0 {
+		return nil
+	}
+	var xids []uint32
+	for i := range b.Changes {
+		if x := b.Changes[i].TxID; x != 0 && (len(xids) == 0 || xids[len(xids)-1] != x) {
+			xids = append(xids, x)
+		}
+	}
+	if len(xids) == 0 {
+		return nil
+	}
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		err := m.cfg.Visibility.WaitVisible(ctx, xids)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		m.log.Warn("cannot confirm the origin sees a batch's commits; holding the batch", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// pruneEvery is how many applied changes pass between prunes of the
+// index's value versions.
+const pruneEvery = 4096
+
+// Apply invalidates what b's changes can affect, then moves the
+// watermark to b's progress marker. A reset purges everything. It fails
+// only when ctx ends before b's commits are confirmed visible.
+func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
+	if b.Reset != nil {
+		m.purge(b.Reset)
+		return nil
+	}
+	if err := m.waitVisible(ctx, b); err != nil {
+		return fmt.Errorf("wait for visibility: %w", err)
+	}
+	var inv Invalidation
+	schema := false
+	for i := range b.Changes {
+		if h := m.cfg.Hooks.BeforeChange; h != nil {
+			h()
+		}
+		c := &b.Changes[i]
+		if c.Op == schemas.OpSchemaChange {
+			m.reload.Store(true)
+			schema = true
+		}
+		n := len(inv.Fallback)
+		m.ix.apply(c, &inv)
+		if len(inv.Fallback) > n {
+			m.stats.fallbacks.Add(1)
+			m.log.Warn("before image lacks a predicate column: invalidated by column; set REPLICA IDENTITY FULL for precision",
+				"table", c.Schema+"."+c.Table, "columns", inv.Fallback[n:])
+		}
+	}
+	m.stats.changes.Add(uint64(len(b.Changes)))
+	m.stats.invalidated.Add(uint64(len(inv.Entries)))
+	m.metrics.applied(len(b.Changes), len(inv.Entries))
+	for _, e := range inv.Entries {
+		m.store.Remove(e)
+	}
+	if m.ix.appliedSince() >= pruneEvery {
+		m.ix.prune()
+	}
+	if schema {
+		m.reloadCatalog(ctx)
+	}
+	if h := m.cfg.Hooks.BeforeAdvance; h != nil {
+		h(b)
+	}
+	if !b.Progress.Position.IsZero() {
+		m.wm.advance(b.Progress)
+	}
+	return nil
+}
+
+func (m *Materializer) reloadCatalog(ctx context.Context) {
+	if m.cfg.Loader == nil {
+		// Without a loader the old verdicts may be wrong: stop caching.
+		m.log.Error("schema change without a catalog loader: caching stays off")
+		return
+	}
+	if err := m.LoadCatalog(ctx); err != nil {
+		m.log.Error("catalog reload after a schema change failed: caching stays off until the next one", "err", err)
+		return
+	}
+	m.reload.Store(false)
+}
+
+func (m *Materializer) purge(r *schemas.Reset) {
+	m.log.Error("source reset: purging the whole cache", "source", r.Source, "reason", r.Reason, "position", r.Position.String())
+	m.wm.reset()
+	m.ix.purge()
+	m.store.Clear()
+	m.stats.resets.Add(1)
+}
+
+// Watermark returns the applied position and the commit time of the
+// marker that reported it; ok is false before the first marker.
+func (m *Materializer) Watermark() (schemas.Position, time.Time, bool) { return m.wm.get() }
+
+// WaitFor waits at most d for the watermark to cover p.
+func (m *Materializer) WaitFor(ctx context.Context, p schemas.Position, d time.Duration) bool {
+	return m.wm.waitFor(ctx, p, d)
+}
+
+// flights single-flights misses: one fill per key at a time.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	// entry is the leader's admitted entry, set before done is closed.
+	entry *cache.Entry
+}
+
+// join returns the fill in flight for key, if any.
+func (f *flights) join(key []byte) *flight {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[string(key)]
+}
+
+// lead registers a fill for key; nil if another one is in flight.
+func (f *flights) lead(key []byte) *flight {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.m[string(key)]; ok {
+		return nil
+	}
+	fl := &flight{done: make(chan struct{})}
+	f.m[string(key)] = fl
+	return fl
+}
+
+func (f *flights) land(key []byte, fl *flight) {
+	if fl == nil {
+		return
+	}
+	f.mu.Lock()
+	if f.m[string(key)] == fl {
+		delete(f.m, string(key))
+	}
+	f.mu.Unlock()
+	close(fl.done)
+}
+
+func (fl *flight) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-fl.done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}

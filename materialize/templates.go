@@ -1,0 +1,137 @@
+package materialize
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// maxTemplates bounds the query templates counted one by one; later
+// ones are counted under template "other", so a workload of ever-new
+// statement shapes cannot grow memory or label cardinality.
+const maxTemplates = 1000
+
+// templates counts reads per query template (pg_query fingerprint). The
+// map is copied on the rare insert so that the per-read lookup takes no
+// lock.
+type templates struct {
+	by    atomic.Pointer[map[uint64]*templateCounts]
+	mu    sync.Mutex // serializes inserts
+	other templateCounts
+}
+
+type templateCounts struct {
+	hits, misses, bypassed atomic.Uint64
+	reason                 atomic.Pointer[string] // the last bypass reason
+}
+
+// TemplateStats are one template's counters.
+type TemplateStats struct {
+	Hits, Misses, Bypassed uint64
+	// Reason is the last reason a read of it went to the origin unfilled.
+	Reason string
+}
+
+func (t *templates) counts(fp uint64) *templateCounts {
+	if m := t.by.Load(); m != nil {
+		if c := (*m)[fp]; c != nil {
+			return c
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.by.Load()
+	if old != nil {
+		if c := (*old)[fp]; c != nil {
+			return c
+		}
+		if len(*old) >= maxTemplates {
+			return &t.other
+		}
+	}
+	next := make(map[uint64]*templateCounts, 1+lenOf(old))
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	c := &templateCounts{}
+	next[fp] = c
+	t.by.Store(&next)
+	return c
+}
+
+func lenOf(m *map[uint64]*templateCounts) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
+}
+
+func (t *templates) record(fp uint64, a *Answer) {
+	c := t.counts(fp)
+	switch {
+	case a.Entry != nil:
+		c.hits.Add(1)
+	case a.Ticket != nil:
+		c.misses.Add(1)
+	default:
+		c.bypassed.Add(1)
+		if r := a.Reason; r != "" {
+			if p := c.reason.Load(); p == nil || *p != r {
+				c.reason.Store(&r)
+			}
+		}
+	}
+}
+
+// Templates returns the counters per template fingerprint (0 holds the
+// templates beyond the first 1000).
+func (m *Materializer) Templates() map[uint64]TemplateStats {
+	t := &m.templates
+	out := map[uint64]TemplateStats{}
+	snap := func(c *templateCounts) TemplateStats {
+		s := TemplateStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bypassed: c.bypassed.Load()}
+		if p := c.reason.Load(); p != nil {
+			s.Reason = *p
+		}
+		return s
+	}
+	if m := t.by.Load(); m != nil {
+		for fp, c := range *m {
+			out[fp] = snap(c)
+		}
+	}
+	if o := snap(&t.other); o != (TemplateStats{}) {
+		out[0] = o
+	}
+	return out
+}
+
+// templateCollector exposes the per-template counters at scrape time.
+type templateCollector struct {
+	m    *Materializer
+	desc *prometheus.Desc
+}
+
+func newTemplateCollector(m *Materializer) *templateCollector {
+	return &templateCollector{m: m, desc: prometheus.NewDesc("freshet_template_reads_total",
+		"Cacheable-candidate reads per query template (pg_query fingerprint; \"other\" past the first 1000) by result.",
+		[]string{"template", "result"}, nil)}
+}
+
+func (c *templateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *templateCollector) Collect(ch chan<- prometheus.Metric) {
+	for fp, s := range c.m.Templates() {
+		name := "other"
+		if fp != 0 {
+			name = strconv.FormatUint(fp, 16)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Hits), name, "hit")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Misses), name, "miss")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(s.Bypassed), name, "bypass")
+	}
+}

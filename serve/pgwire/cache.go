@@ -1,0 +1,495 @@
+package pgwire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/freshetdb/freshet/materialize/analyze"
+	"github.com/freshetdb/freshet/materialize/cache"
+)
+
+// maxCapture bounds a response captured for the cache; larger ones are
+// relayed and not cached.
+const maxCapture = 16 << 20
+
+// cacheState is a session's part in answering reads from the cache
+// (session mode; transaction pooling relays only). Fields other than
+// capture, flushed and unknown belong to the client pump.
+type cacheState struct {
+	req materialize.Request
+	key []byte
+	// stmts are the named statements this session parsed, by name.
+	stmts map[string]prepared
+	// extOpen is set while extended-protocol messages were forwarded
+	// without their Sync; extExec when one of them was an Execute;
+	// extRead when they are a read analysis found cacheable (it wrote
+	// nothing). Parse and Describe alone write nothing.
+	extOpen, extExec, extRead bool
+
+	// unknown is set when a setting changed or session state the cache
+	// key does not cover appeared (SET, a ParameterStatus, DISCARD...).
+	unknown atomic.Bool
+	// capture is the fill whose response the origin pump is collecting.
+	capture atomic.Pointer[capture]
+	// flushed is the ReadyForQuery count the origin pump had relayed and
+	// flushed to the client: the session is idle when it equals sent.
+	flushed atomic.Int64
+}
+
+type prepared struct {
+	sql   string
+	types []uint32
+}
+
+type capture struct {
+	tk     *materialize.Ticket
+	buf    []byte
+	failed bool
+}
+
+// settingsFromGreeting reads the output-affecting settings the origin
+// reported at startup; ok is false when the startup asked for settings
+// the key does not cover.
+func newCacheState(who materialize.Session, startup map[string]string, greeting []byte) *cacheState {
+	c := &cacheState{stmts: map[string]prepared{}}
+	c.req.Database, c.req.Role = who.Database, who.User
+	c.req.Settings = &cache.Settings{}
+	c.req.Session = analyze.SessionKnown
+	for k, v := range startup {
+		switch k {
+		case "user", "database", "application_name", "client_encoding", "DateStyle", "TimeZone":
+		case "extra_float_digits":
+			c.req.Settings[cache.ExtraFloatDigits] = v
+		default:
+			c.req.Session = analyze.SessionUnknown
+		}
+	}
+	for len(greeting) >= 5 {
+		n := int(binary.BigEndian.Uint32(greeting[1:5]))
+		if n < 4 || n+1 > len(greeting) {
+			break
+		}
+		if greeting[0] == 'S' {
+			body := greeting[5 : n+1]
+			name, rest, _ := bytes.Cut(body, []byte{0})
+			val, _, _ := bytes.Cut(rest, []byte{0})
+			for i, s := range cache.SettingNames {
+				if s == string(name) {
+					c.req.Settings[i] = string(val)
+				}
+			}
+		}
+		greeting = greeting[n+1:]
+	}
+	return c
+}
+
+// idle reports whether nothing is outstanding at the origin and all it
+// answered has reached the client, outside any transaction: only then
+// may a response be written from the cache, or captured.
+func (s *session) cacheIdle() bool {
+	c := s.cache
+	if c.extOpen || c.unknown.Load() {
+		return false
+	}
+	sent := s.sent.Load()
+	// The client may have read the last ReadyForQuery before the origin
+	// pump recorded its flush: when every answer is in, that is a moment.
+	var deadline time.Time
+	for c.flushed.Load() != sent && s.ready.Load() == sent {
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(5 * time.Millisecond)
+		} else if now.After(deadline) {
+			break
+		}
+		runtime.Gosched()
+	}
+	return c.flushed.Load() == sent && s.txStatus.Load() == 'I'
+}
+
+// cacheQuery offers a simple Query to the cache; served reports that the
+// response was written from the cache and the message consumed.
+func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (served bool, err error) {
+	c := s.cache
+	if n+1 > r.Size() || n < 5 {
+		c.req.FencePending = true
+		return false, nil
+	}
+	b, err := r.Peek(n + 1)
+	if err != nil {
+		return false, nil
+	}
+	body := b[5 : n+1-1]
+	sql := unsafe.String(unsafe.SliceData(body), len(body))
+	st := materialize.Classify(sql)
+	switch {
+	case st.Class == materialize.ClassSessionState || changesSettings(sql):
+		c.unknown.Store(true)
+		c.req.FencePending = true
+		return false, nil
+	case st.Class != materialize.ClassCacheable || st.Multi:
+		c.req.FencePending = true
+		return false, nil
+	case !s.cacheIdle():
+		// Not looked at, so not known to be a plain read.
+		c.req.FencePending = true
+		return false, nil
+	}
+	c.req.SQL, c.req.Shape = sql, ""
+	c.req.Params = materialize.Params{}
+	c.req.ResultFormats = nil
+	return s.lookup(ctx, r, n+1)
+}
+
+// lookup asks the cache for c.req, whose request messages take total
+// bytes of r.
+func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool, error) {
+	c := s.cache
+	a, key := s.srv.cfg.Cache.Lookup(ctx, &c.req, c.key)
+	c.key = key
+	c.req.SQL = "" // it may alias the read buffer
+	c.req.Params = materialize.Params{}
+	if !a.Cacheable {
+		c.req.FencePending = true
+	}
+	c.extRead = a.Cacheable
+	switch {
+	case a.Entry != nil:
+		if _, err := s.client.Write(a.Entry.Response()); err != nil {
+			return false, err
+		}
+		_, err := r.Discard(total)
+		return true, err
+	case a.Ticket != nil:
+		c.capture.Store(&capture{tk: a.Ticket})
+	}
+	return false, nil
+}
+
+// cacheExtendedMessage handles an extended-protocol message: a Bind
+// may start a sequence the cache answers (served), Parse and Close keep
+// the named statements known.
+func (s *session) cacheExtendedMessage(ctx context.Context, r *bufio.Reader, typ byte, n int) (bool, error) {
+	c := s.cache
+	if !c.extOpen {
+		c.extRead, c.extExec = false, false // a new request: nothing known about it yet
+	}
+	switch typ {
+	case 'E':
+		c.extExec = true
+	case 'B':
+		if !c.extOpen {
+			served, err := s.cacheExtended(ctx, r)
+			if served || err != nil {
+				return served, err
+			}
+		}
+	case 'P':
+		s.trackParse(r, n)
+	case 'C':
+		s.trackClose(r, n)
+	}
+	c.extOpen = true
+	return false, nil
+}
+
+// cacheSync ends an extended-protocol request: unless it was a read the
+// cache looked at, it may have written.
+func (s *session) cacheSync() {
+	if c := s.cache; c != nil {
+		if c.extOpen && c.extExec && !c.extRead {
+			c.req.FencePending = true
+		}
+		c.extOpen, c.extExec, c.extRead = false, false, false
+	}
+}
+
+// cacheWrote notes a request that may have written (FunctionCall).
+func (s *session) cacheWrote() {
+	if s.cache != nil {
+		s.cache.req.FencePending = true
+	}
+}
+
+// cacheOriginMessage sees each origin message before it is relayed: a
+// ParameterStatus means a setting changed; a fill in progress captures
+// it. It returns the fill in progress, if any.
+func (s *session) cacheOriginMessage(r *bufio.Reader, typ byte, total int) *capture {
+	if typ == 'S' {
+		s.cache.unknown.Store(true)
+	}
+	c := s.cache.capture.Load()
+	if c != nil {
+		s.captureMessage(c, r, typ, total)
+	}
+	return c
+}
+
+// cacheExtended offers a Bind-Describe?-Execute-Sync sequence on a named
+// statement, wholly buffered, to the cache.
+func (s *session) cacheExtended(ctx context.Context, r *bufio.Reader) (bool, error) {
+	c := s.cache
+	if !s.cacheIdle() {
+		return false, nil
+	}
+	buf, _ := r.Peek(r.Buffered())
+	seq, total, ok := parseSequence(buf)
+	if !ok {
+		return false, nil
+	}
+	p, ok := c.stmts[seq.stmt]
+	if !ok || seq.stmt == "" {
+		return false, nil
+	}
+	c.req.SQL, c.req.Shape = p.sql, seq.shape
+	c.req.Params = materialize.Params{Types: p.types, Formats: seq.paramFormats, Values: seq.values}
+	c.req.ResultFormats = seq.resultFormats
+	return s.lookup(ctx, r, total)
+}
+
+// sequence is a parsed Bind [Describe] Execute Sync.
+type sequence struct {
+	stmt          string
+	shape         string
+	paramFormats  []int16
+	values        [][]byte
+	resultFormats []int16
+}
+
+// parseSequence parses b as Bind, optional Describe of the same portal
+// or the statement, Execute of that portal without a row limit, Sync;
+// total is the bytes they take. Anything else is not ok.
+func parseSequence(b []byte) (seq sequence, total int, ok bool) {
+	msg := func() (byte, []byte, bool) {
+		if len(b) < total+5 {
+			return 0, nil, false
+		}
+		n := int(binary.BigEndian.Uint32(b[total+1:]))
+		if n < 4 || len(b) < total+1+n {
+			return 0, nil, false
+		}
+		t, body := b[total], b[total+5:total+1+n]
+		total += 1 + n
+		return t, body, true
+	}
+	t, body, ok := msg()
+	if !ok || t != 'B' {
+		return seq, 0, false
+	}
+	portal, ok := parseBind(body, &seq)
+	if !ok {
+		return seq, 0, false
+	}
+	shape := "B"
+	t, body, ok = msg()
+	if ok && t == 'D' {
+		if len(body) < 2 {
+			return seq, 0, false
+		}
+		name := string(body[1 : len(body)-1])
+		if (body[0] == 'P' && name != portal) || (body[0] == 'S' && name != seq.stmt) || (body[0] != 'P' && body[0] != 'S') {
+			return seq, 0, false
+		}
+		shape += "D" + string(body[0])
+		t, body, ok = msg()
+	}
+	if !ok || t != 'E' || len(body) != len(portal)+5 || string(body[:len(portal)]) != portal || binary.BigEndian.Uint32(body[len(portal)+1:]) != 0 {
+		return seq, 0, false
+	}
+	if t, _, ok = msg(); !ok || t != 'S' {
+		return seq, 0, false
+	}
+	seq.shape = shape + "ES"
+	return seq, total, true
+}
+
+// parseBind reads a Bind body into seq (values alias body).
+func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
+	cstr := func() (string, bool) {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return "", false
+		}
+		s := unsafe.String(unsafe.SliceData(b), i)
+		b = b[i+1:]
+		return s, true
+	}
+	i16 := func() (int, bool) {
+		if len(b) < 2 {
+			return 0, false
+		}
+		v := int(int16(binary.BigEndian.Uint16(b)))
+		b = b[2:]
+		return v, v >= 0
+	}
+	codes := func() ([]int16, bool) {
+		n, ok := i16()
+		if !ok || len(b) < 2*n {
+			return nil, false
+		}
+		out := make([]int16, n)
+		for i := range out {
+			out[i] = int16(binary.BigEndian.Uint16(b[2*i:]))
+		}
+		b = b[2*n:]
+		return out, true
+	}
+	if portal, ok = cstr(); !ok {
+		return "", false
+	}
+	if seq.stmt, ok = cstr(); !ok {
+		return "", false
+	}
+	if seq.paramFormats, ok = codes(); !ok {
+		return "", false
+	}
+	n, ok := i16()
+	if !ok {
+		return "", false
+	}
+	seq.values = make([][]byte, n)
+	for i := range seq.values {
+		if len(b) < 4 {
+			return "", false
+		}
+		l := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		if l < 0 {
+			continue // NULL
+		}
+		if len(b) < l {
+			return "", false
+		}
+		seq.values[i] = b[:l:l]
+		b = b[l:]
+	}
+	if seq.resultFormats, ok = codes(); !ok || len(b) != 0 {
+		return "", false
+	}
+	return portal, true
+}
+
+// trackParse records a named statement for later Binds.
+func (s *session) trackParse(r *bufio.Reader, n int) {
+	c := s.cache
+	if n+1 > r.Size() {
+		c.unknown.Store(true)
+		return
+	}
+	b, err := r.Peek(n + 1)
+	if err != nil {
+		return
+	}
+	body := b[5 : n+1]
+	name, rest, ok1 := bytes.Cut(body, []byte{0})
+	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
+	if !ok1 || !ok2 || len(rest) < 2 {
+		return
+	}
+	if st := materialize.Classify(string(sql)); st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
+		// SET ROLE, SET search_path ... through the extended protocol.
+		c.unknown.Store(true)
+		return
+	}
+	if len(name) == 0 {
+		return // unnamed statements are not cached
+	}
+	if _, dup := c.stmts[string(name)]; dup {
+		// The origin refuses a second Parse of a name: which statement
+		// it holds is no longer certain.
+		c.unknown.Store(true)
+		return
+	}
+	np := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) < 4*np {
+		return
+	}
+	types := make([]uint32, np)
+	for i := range types {
+		types[i] = binary.BigEndian.Uint32(rest[4*i:])
+	}
+	st := materialize.Classify(string(sql))
+	if st.Class != materialize.ClassCacheable || st.Multi {
+		return
+	}
+	c.stmts[string(name)] = prepared{sql: strings.Clone(string(sql)), types: types}
+}
+
+// trackClose forgets a closed statement.
+func (s *session) trackClose(r *bufio.Reader, n int) {
+	if n+1 > r.Size() {
+		return
+	}
+	b, err := r.Peek(n + 1)
+	if err != nil || len(b) < 7 || b[5] != 'S' {
+		return
+	}
+	name, _, _ := bytes.Cut(b[6:], []byte{0})
+	delete(s.cache.stmts, string(name))
+}
+
+// captureMessage adds an origin message of total bytes to the fill in
+// progress. Async and state-changing messages spoil it.
+func (s *session) captureMessage(c *capture, r *bufio.Reader, typ byte, total int) {
+	if c.failed {
+		return
+	}
+	switch typ {
+	case 'E', 'N', 'S', 'A', 'G', 'H', 'W', 'd', 'c':
+		c.failed = true
+		return
+	}
+	if total > r.Size() || len(c.buf)+total > maxCapture {
+		c.failed = true
+		return
+	}
+	b, err := r.Peek(total)
+	if err != nil {
+		c.failed = true
+		return
+	}
+	c.buf = append(c.buf, b...)
+}
+
+// finishCapture ends the fill at ReadyForQuery with status.
+func (s *session) finishCapture(c *capture, status byte) {
+	s.cache.capture.Store(nil)
+	if c.failed || status != 'I' {
+		s.srv.cfg.Cache.Abandon(c.tk)
+		return
+	}
+	s.srv.cfg.Cache.Put(c.tk, c.buf)
+}
+
+// abandonCapture ends a fill the session will never complete.
+func (s *session) abandonCapture() {
+	if s.cache == nil {
+		return
+	}
+	if c := s.cache.capture.Swap(nil); c != nil {
+		s.srv.cfg.Cache.Abandon(c.tk)
+	}
+}
+
+// changesSettings reports a statement that may change session settings
+// through set_config (for instance the role or search_path) without
+// being a SET: the session's results are no longer keyed right.
+func changesSettings(sql string) bool {
+	const word = "set_config"
+	for i := 0; i+len(word) <= len(sql); i++ {
+		if strings.EqualFold(sql[i:i+len(word)], word) {
+			return true
+		}
+	}
+	return false
+}
