@@ -235,19 +235,10 @@ func TestLostOffsetsPurgeAndStartFromLatest(t *testing.T) {
 		old = append(old, batchOf(txn(i, per, keys)))
 	}
 	publishAll(ctx, t, prod, old)
-	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
-	res, err := client.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{
+	mustCommitOffsets(ctx, t, brokers, &kafkago.OffsetCommitRequest{
 		GroupID: "freshet-region-" + topic, GenerationID: -1,
 		Topics: map[string][]kafkago.OffsetCommit{topic: {{Partition: 0, Offset: 1_000_000}, {Partition: 1, Offset: 0}}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatal(p.Error)
-		}
-	}
 
 	rec := newRecorder()
 	_, c := runConsumer(ctx, t, kafka.ConsumerConfig{Brokers: brokers, Topic: topic, Region: topic, Handler: rec})
@@ -271,4 +262,39 @@ func TestLostOffsetsPurgeAndStartFromLatest(t *testing.T) {
 	if c.Stats().Purges != 1 {
 		t.Errorf("%d purges counted, want 1", c.Stats().Purges)
 	}
+}
+
+// mustCommitOffsets commits offsets for a group, retrying the errors Kafka
+// calls retriable (a new group's coordinator may still be moving or loading
+// when the test starts).
+func mustCommitOffsets(ctx context.Context, t *testing.T, brokers []string, req *kafkago.OffsetCommitRequest) {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := commitOnce(ctx, client, req)
+		if err == nil {
+			return
+		}
+		var kerr kafkago.Error
+		if !errors.As(err, &kerr) || !kerr.Temporary() || time.Now().After(deadline) {
+			t.Fatalf("commit offsets: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func commitOnce(ctx context.Context, client *kafkago.Client, req *kafkago.OffsetCommitRequest) error {
+	res, err := client.OffsetCommit(ctx, req)
+	if err != nil {
+		return err
+	}
+	for _, parts := range res.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				return p.Error
+			}
+		}
+	}
+	return nil
 }
