@@ -162,7 +162,7 @@ func (f *matFixture) read(ctx context.Context, fence schemas.Position, sql strin
 		p.Values = append(p.Values, []byte(v))
 		args[i] = v
 	}
-	q := &materialize.Query{Key: cache.AppendKey(nil, &k), Analysis: &res, Params: p, Fence: fence}
+	q := &materialize.Query{Key: cache.AppendKey(nil, &k), Analysis: res, Params: p, Fence: fence}
 	e, tk, _ := f.m.Get(ctx, q)
 	if e != nil {
 		return string(e.Response()), true, nil

@@ -67,3 +67,20 @@ func BenchmarkEntryOverheadWithIndex(b *testing.B) {
 		b.ReportMetric((grow-float64(keyBytes))/float64(n)-payload, "overhead-excl-key-B/entry")
 	}
 }
+
+// BenchmarkLookupHitExtended is BenchmarkLookupHit for an extended-protocol
+// request, whose message shape is part of the key.
+func BenchmarkLookupHitExtended(b *testing.B) {
+	h := newHarness(b, Config{})
+	ctx := context.Background()
+	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Shape: "BDPES",
+		Session: analyze.SessionKnown, Params: Params{Values: [][]byte{[]byte("5")}}}
+	a, key := h.m.Lookup(ctx, r, nil)
+	h.m.Put(a.Ticket, make([]byte, 100))
+	b.ReportAllocs()
+	for b.Loop() {
+		if a, key = h.m.Lookup(ctx, r, key); a.Entry == nil {
+			b.Fatal("miss")
+		}
+	}
+}

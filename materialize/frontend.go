@@ -63,7 +63,7 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 		sess = analyze.SessionUnknown
 	}
 	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
-	a, key := m.lookup(ctx, r, &res, key)
+	a, key := m.lookup(ctx, r, res, key)
 	m.templates.record(res.Fingerprint, &a)
 	return a, key
 }
@@ -79,12 +79,8 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		m.metrics.bypassed(BypassTimeLiteral)
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
-	stmt := r.SQL
-	if r.Shape != "" {
-		stmt = r.Shape + "\x00" + r.SQL
-	}
 	k := cache.Key{
-		Database: r.Database, Role: r.Role, Statement: stmt,
+		Database: r.Database, Role: r.Role, Statement: r.SQL, Shape: r.Shape,
 		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
 		ResultFormats: r.ResultFormats, Settings: r.Settings,
 	}

@@ -214,7 +214,7 @@ func (m *Materializer) watchCatalog(ctx context.Context) {
 // Analyze returns the verdict on a statement, once per statement text,
 // search_path and role (a memo), with the execution's transaction and
 // session state applied.
-func (m *Materializer) Analyze(in analyze.Input) analyze.Result {
+func (m *Materializer) Analyze(in analyze.Input) *analyze.Result {
 	return m.memo.Load().memo.Analyze(in)
 }
 

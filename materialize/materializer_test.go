@@ -93,7 +93,7 @@ func (h *harness) query(sql string, params ...string) *Query {
 	if !res.Cacheable {
 		h.t.Fatalf("%s: not cacheable: %s %s", sql, res.Reason, res.Detail)
 	}
-	q := &Query{Analysis: &res}
+	q := &Query{Analysis: res}
 	k := cache.Key{Statement: sql}
 	if len(params) > 0 {
 		q.Params = &Params{}
@@ -341,7 +341,7 @@ func TestNoWatermarkNoCache(t *testing.T) {
 	}
 	defer m.Close()
 	res := m.Analyze(analyze.Input{SQL: "SELECT 1", Session: analyze.SessionKnown})
-	if _, _, bypass := m.Get(context.Background(), &Query{Key: []byte("k"), Analysis: &res}); bypass != BypassNoWatermark {
+	if _, _, bypass := m.Get(context.Background(), &Query{Key: []byte("k"), Analysis: res}); bypass != BypassNoWatermark {
 		t.Fatalf("bypass = %q", bypass)
 	}
 }

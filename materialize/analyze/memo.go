@@ -40,18 +40,18 @@ func NewMemo(cat Catalog, maxEntries int) *Memo {
 }
 
 // Analyze returns the verdict for in, from the memo when it has one. The
-// Result's slices are shared between callers: do not modify them.
-func (m *Memo) Analyze(in Input) Result {
+// Result is shared between callers and must not be modified; handing out
+// the memo's own copy keeps a cache hit free of allocations.
+func (m *Memo) Analyze(in Input) *Result {
 	h := m.hash(&in)
 	res, ok := m.lookup(h, &in)
 	if !ok {
 		stmt := in
 		stmt.Tx, stmt.Session = TxNone, SessionKnown
-		res = Analyze(stmt, m.cat)
-		m.store(h, &in, res)
+		res = m.store(h, &in, Analyze(stmt, m.cat))
 	}
 	if r, ok := Admit(in.Tx, in.Session); !ok && res.Reason == "" {
-		return Result{Reason: r, Fingerprint: res.Fingerprint}
+		return &Result{Reason: r, Fingerprint: res.Fingerprint}
 	}
 	return res
 }
@@ -69,18 +69,18 @@ func (m *Memo) hash(in *Input) uint64 {
 	return h.Sum64()
 }
 
-func (m *Memo) lookup(h uint64, in *Input) (Result, bool) {
+func (m *Memo) lookup(h uint64, in *Input) (*Result, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for _, e := range m.entries[h] {
 		if e.sql == in.SQL && e.role == in.Role && slices.Equal(e.searchPath, in.SearchPath) && (e.searchPath == nil) == (in.SearchPath == nil) {
-			return e.res, true
+			return &e.res, true
 		}
 	}
-	return Result{}, false
+	return nil, false
 }
 
-func (m *Memo) store(h uint64, in *Input, res Result) {
+func (m *Memo) store(h uint64, in *Input, res Result) *Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.n >= m.max {
@@ -91,4 +91,5 @@ func (m *Memo) store(h uint64, in *Input, res Result) {
 	e := &memoEntry{sql: strings.Clone(in.SQL), searchPath: slices.Clone(in.SearchPath), role: in.Role, res: res}
 	m.entries[h] = append(m.entries[h], e)
 	m.n++
+	return &e.res
 }

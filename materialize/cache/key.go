@@ -38,6 +38,9 @@ type Key struct {
 	// fingerprint ignores constants and column aliases, which change the
 	// result.
 	Statement string
+	// Shape names the protocol message sequence when it changes the
+	// response for the same statement ("" for a simple Query).
+	Shape string
 	// ParamTypes are the parameter type OIDs as bound; ParamFormats the
 	// Bind message's parameter format codes; Params the values, nil for
 	// NULL.
@@ -50,7 +53,7 @@ type Key struct {
 }
 
 // keyVersion starts every encoded key; bump it when the layout changes.
-const keyVersion = 1
+const keyVersion = 2
 
 // AppendKey appends k's unambiguous encoding to dst and returns it: every
 // field is length-prefixed, NULL parameters are distinct from empty ones.
@@ -60,6 +63,7 @@ func AppendKey(dst []byte, k *Key) []byte {
 	dst = appendString(dst, k.Database)
 	dst = appendString(dst, k.Role)
 	dst = appendString(dst, k.Statement)
+	dst = appendString(dst, k.Shape)
 	dst = binary.AppendUvarint(dst, uint64(len(k.ParamTypes)))
 	for _, t := range k.ParamTypes {
 		dst = binary.BigEndian.AppendUint32(dst, t)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ type cacheState struct {
 	key []byte
 	// stmts are the named statements this session parsed, by name.
 	stmts map[string]prepared
+	// seq is the last extended-protocol request parsed, kept so its
+	// slices are reused from one request to the next.
+	seq sequence
 	// extOpen is set while extended-protocol messages were forwarded
 	// without their Sync; extExec when one of them was an Execute;
 	// extRead when they are a read analysis found cacheable (it wrote
@@ -242,7 +246,8 @@ func (s *session) cacheExtended(ctx context.Context, r *bufio.Reader) (bool, err
 		return false, nil
 	}
 	buf, _ := r.Peek(r.Buffered())
-	seq, total, ok := parseSequence(buf)
+	seq := &c.seq
+	total, ok := parseSequence(buf, seq)
 	if !ok {
 		return false, nil
 	}
@@ -265,10 +270,19 @@ type sequence struct {
 	resultFormats []int16
 }
 
-// parseSequence parses b as Bind, optional Describe of the same portal
-// or the statement, Execute of that portal without a row limit, Sync;
-// total is the bytes they take. Anything else is not ok.
-func parseSequence(b []byte) (seq sequence, total int, ok bool) {
+// Shapes of the sequences parseSequence accepts.
+const (
+	shapeBindExecute       = "BES"
+	shapeDescribePortal    = "BDPES"
+	shapeDescribeStatement = "BDSES"
+)
+
+// parseSequence parses b into seq as Bind, optional Describe of the same
+// portal or the statement, Execute of that portal without a row limit,
+// Sync; total is the bytes they take. Anything else is not ok. seq's
+// slices are reused, and its strings and values alias b, so a hit
+// allocates nothing here.
+func parseSequence(b []byte, seq *sequence) (total int, ok bool) {
 	msg := func() (byte, []byte, bool) {
 		if len(b) < total+5 {
 			return 0, nil, false
@@ -283,33 +297,35 @@ func parseSequence(b []byte) (seq sequence, total int, ok bool) {
 	}
 	t, body, ok := msg()
 	if !ok || t != 'B' {
-		return seq, 0, false
+		return 0, false
 	}
-	portal, ok := parseBind(body, &seq)
+	portal, ok := parseBind(body, seq)
 	if !ok {
-		return seq, 0, false
+		return 0, false
 	}
-	shape := "B"
+	seq.shape = shapeBindExecute
 	t, body, ok = msg()
 	if ok && t == 'D' {
 		if len(body) < 2 {
-			return seq, 0, false
+			return 0, false
 		}
-		name := string(body[1 : len(body)-1])
-		if (body[0] == 'P' && name != portal) || (body[0] == 'S' && name != seq.stmt) || (body[0] != 'P' && body[0] != 'S') {
-			return seq, 0, false
+		switch name := body[1 : len(body)-1]; {
+		case body[0] == 'P' && string(name) == portal:
+			seq.shape = shapeDescribePortal
+		case body[0] == 'S' && string(name) == seq.stmt:
+			seq.shape = shapeDescribeStatement
+		default:
+			return 0, false
 		}
-		shape += "D" + string(body[0])
 		t, body, ok = msg()
 	}
 	if !ok || t != 'E' || len(body) != len(portal)+5 || string(body[:len(portal)]) != portal || binary.BigEndian.Uint32(body[len(portal)+1:]) != 0 {
-		return seq, 0, false
+		return 0, false
 	}
 	if t, _, ok = msg(); !ok || t != 'S' {
-		return seq, 0, false
+		return 0, false
 	}
-	seq.shape = shape + "ES"
-	return seq, total, true
+	return total, true
 }
 
 // parseBind reads a Bind body into seq (values alias body).
@@ -331,14 +347,14 @@ func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
 		b = b[2:]
 		return v, v >= 0
 	}
-	codes := func() ([]int16, bool) {
+	codes := func(out []int16) ([]int16, bool) {
 		n, ok := i16()
 		if !ok || len(b) < 2*n {
-			return nil, false
+			return out, false
 		}
-		out := make([]int16, n)
-		for i := range out {
-			out[i] = int16(binary.BigEndian.Uint16(b[2*i:]))
+		out = out[:0]
+		for i := range n {
+			out = append(out, int16(binary.BigEndian.Uint16(b[2*i:])))
 		}
 		b = b[2*n:]
 		return out, true
@@ -349,14 +365,14 @@ func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
 	if seq.stmt, ok = cstr(); !ok {
 		return "", false
 	}
-	if seq.paramFormats, ok = codes(); !ok {
+	if seq.paramFormats, ok = codes(seq.paramFormats); !ok {
 		return "", false
 	}
 	n, ok := i16()
 	if !ok {
 		return "", false
 	}
-	seq.values = make([][]byte, n)
+	seq.values = slices.Grow(seq.values[:0], n)[:n]
 	for i := range seq.values {
 		if len(b) < 4 {
 			return "", false
@@ -364,7 +380,8 @@ func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
 		l := int(int32(binary.BigEndian.Uint32(b)))
 		b = b[4:]
 		if l < 0 {
-			continue // NULL
+			seq.values[i] = nil // NULL
+			continue
 		}
 		if len(b) < l {
 			return "", false
@@ -372,7 +389,7 @@ func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
 		seq.values[i] = b[:l:l]
 		b = b[l:]
 	}
-	if seq.resultFormats, ok = codes(); !ok || len(b) != 0 {
+	if seq.resultFormats, ok = codes(seq.resultFormats); !ok || len(b) != 0 {
 		return "", false
 	}
 	return portal, true

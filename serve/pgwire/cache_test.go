@@ -44,7 +44,8 @@ func TestParseSequence(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := encode(t, c.msgs...)
 			extra := encode(t, &pgproto3.Query{String: "next"})
-			seq, total, ok := parseSequence(append(b, extra...))
+			var seq sequence
+			total, ok := parseSequence(append(b, extra...), &seq)
 			if ok != c.ok {
 				t.Fatalf("ok = %v, want %v", ok, c.ok)
 			}
@@ -69,7 +70,8 @@ func FuzzParseSequence(f *testing.F) {
 	f.Add(encode(f, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}))
 	f.Add([]byte{'B', 0, 0, 0, 4})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		seq, total, ok := parseSequence(b)
+		var seq sequence
+		total, ok := parseSequence(b, &seq)
 		if !ok {
 			return
 		}
@@ -110,6 +112,21 @@ func TestChangesSettings(t *testing.T) {
 	} {
 		if got := changesSettings(sql); got != want {
 			t.Errorf("%q: %v", sql, got)
+		}
+	}
+}
+
+// BenchmarkParseSequence is the per-hit cost of recognising a cached
+// extended-protocol request (pgbench -M prepared sends exactly this).
+func BenchmarkParseSequence(b *testing.B) {
+	msg := encode(b, &pgproto3.Bind{PreparedStatement: "P_1", ParameterFormatCodes: []int16{1},
+		Parameters: [][]byte{{0, 0, 0, 5}}, ResultFormatCodes: []int16{1}},
+		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	var seq sequence
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := parseSequence(msg, &seq); !ok {
+			b.Fatal("not recognised")
 		}
 	}
 }
