@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"reflect"
 	"sync"
@@ -133,7 +132,7 @@ func New(cfg Config) (*Materializer, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Materializer{cfg: cfg, log: log, ix: newIndex(), wm: newWatermark()}
 	m.flights.m = map[string]*flight{}

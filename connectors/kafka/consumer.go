@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -88,12 +87,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	cfg.MaxWait = or(cfg.MaxWait, 100*time.Millisecond)
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Consumer{
 		cfg: cfg, log: log.With("topic", cfg.Topic, "region", cfg.Region),
-		client: &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Timeout: 10 * time.Second},
-		group:  "freshet-region-" + cfg.Region,
+		client: regionClient(cfg.Brokers),
+		group:  regionGroup(cfg.Region),
 	}, nil
 }
 

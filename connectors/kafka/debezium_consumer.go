@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -68,12 +67,12 @@ func NewDebeziumConsumer(cfg DebeziumConfig) (*DebeziumConsumer, error) {
 	cfg.MaxWait = or(cfg.MaxWait, 100*time.Millisecond)
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &DebeziumConsumer{
 		cfg: cfg, log: log.With("region", cfg.Region),
-		client: &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...), Timeout: 10 * time.Second},
-		group:  "freshet-region-" + cfg.Region,
+		client: regionClient(cfg.Brokers),
+		group:  regionGroup(cfg.Region),
 	}, nil
 }
 

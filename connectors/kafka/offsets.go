@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -108,3 +109,13 @@ func logBounds(ctx context.Context, c *kafkago.Client, topic string, n int) (fir
 	}
 	return first, last, nil
 }
+
+// regionClient is the client a region consumer uses for metadata and
+// offsets.
+func regionClient(brokers []string) *kafkago.Client {
+	return &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+}
+
+// regionGroup is the consumer group under which a region stores its
+// offsets (and nothing else: no member ever joins it).
+func regionGroup(region string) string { return "freshet-region-" + region }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -89,7 +88,7 @@ func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	addr := kafkago.TCP(cfg.Brokers...)
 	n, err := ensureTopic(ctx, &kafkago.Client{Addr: addr, Timeout: cfg.WriteTimeout}, cfg.Topic, cfg.Partitions, cfg.ReplicationFactor)

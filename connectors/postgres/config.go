@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -81,7 +80,7 @@ func (c *Config) validate() error {
 		c.LagInterval = 30 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
