@@ -65,6 +65,9 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
 	a, key := m.lookup(ctx, r, res, key)
 	m.templates.record(res.Fingerprint, &a)
+	if m.refresh != nil {
+		m.refresh.observe(m.cfg.Now(), key, r, &a)
+	}
 	return a, key
 }
 

@@ -62,6 +62,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives resets, fallbacks and catalog reloads; nil discards.
 	Logger *slog.Logger
+	// Refresh configures refresh-ahead of hot invalidated entries; off
+	// without a Refresher.
+	Refresh RefreshConfig
 	// Hooks inject delays between the steps of fills and change
 	// application; for tests.
 	Hooks Hooks
@@ -102,6 +105,7 @@ type Materializer struct {
 	templates templates
 
 	roleDefaults atomic.Pointer[RoleDefaults]
+	refresh      *refresher // nil when refresh-ahead is off
 }
 
 type memoGen struct {
@@ -145,6 +149,12 @@ func New(cfg Config) (*Materializer, error) {
 		if m.metrics, err = newMetrics(cfg.Registerer, m); err != nil {
 			store.Close()
 			return nil, fmt.Errorf("materialize: metrics: %w", err)
+		}
+	}
+	if cfg.Refresh.Refresher != nil {
+		if m.refresh, err = newRefresher(cfg.Refresh, log, cfg.Registerer); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("materialize: refresh: %w", err)
 		}
 	}
 	m.memo.Store(&memoGen{memo: analyze.NewMemo(cfg.Catalog, 0), cat: cfg.Catalog})
@@ -397,10 +407,15 @@ type Visibility interface {
 
 // Run applies batches from sub until ctx ends or sub fails.
 func (m *Materializer) Run(ctx context.Context, sub Subscription) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if m.cfg.Loader != nil && m.cfg.CatalogInterval > 0 {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
 		go m.watchCatalog(ctx)
+	}
+	if m.refresh != nil {
+		done := make(chan struct{})
+		go func() { m.runRefresh(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
 	}
 	for {
 		b, err := sub.Next(ctx)
@@ -485,6 +500,9 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	m.metrics.applied(len(b.Changes), len(inv.Entries))
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
+	}
+	if m.refresh != nil && len(inv.Entries) > 0 {
+		m.refresh.invalidated(m.cfg.Now(), inv.Entries)
 	}
 	if m.ix.appliedSince() >= pruneEvery {
 		m.ix.prune()
