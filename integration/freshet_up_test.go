@@ -28,6 +28,13 @@ type upFixture struct {
 // starts an embedded freshet publishing them.
 func startUp(t *testing.T, tables []string, ddl string, hooks materialize.Hooks, bound time.Duration) *upFixture {
 	t.Helper()
+	return startUpWith(t, tables, ddl, hooks, bound, nil)
+}
+
+// startUpWith is startUp with a last word on the node's Config; setup
+// runs after the DDL ({name} replaced), with the superuser connection.
+func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Hooks, bound time.Duration, setup func(f *upFixture, cfg *embedded.Config)) *upFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	f := &upFixture{t: t, name: testenv.UniqueName("up")}
@@ -43,14 +50,18 @@ func startUp(t *testing.T, tables []string, ddl string, hooks materialize.Hooks,
 	for _, tbl := range tables {
 		qualified = append(qualified, "public."+f.table(tbl))
 	}
-	node, err := embedded.New(embedded.Config{
+	cfg := embedded.Config{
 		Origin: testenv.PostgresURL(t), Listen: "127.0.0.1:0", Slot: f.name + "_slot", Publication: f.name + "_pub",
 		Tables: qualified, Heartbeat: 20 * time.Millisecond, StalenessBound: bound, Hooks: hooks,
 		CacheBytes: 64 << 20,
 		// Other tests create tables in the same database all the time:
 		// a periodic reload would purge this cache under the test.
 		CatalogInterval: -1,
-	})
+	}
+	if setup != nil {
+		setup(f, &cfg)
+	}
+	node, err := embedded.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

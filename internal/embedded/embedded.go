@@ -49,6 +49,10 @@ type Config struct {
 	// notice DDL without change events (a changed catalog purges the
 	// cache). Default 5s; negative disables.
 	CatalogInterval time.Duration
+	// RefreshURL, when set, enables refresh-ahead of hot invalidated
+	// entries through this login (a member of the client roles it
+	// refreshes for; ADR 0008). Empty: no refresh.
+	RefreshURL string
 	// Registerer receives the metrics; optional.
 	Registerer prometheus.Registerer
 	// Hooks are the materializer's test hooks.
@@ -129,6 +133,15 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 			n.log.Warn("table setup", "table", t.Schema+"."+t.Table, "advice", t.Advice)
 		}
 	}
+	var refresh materialize.RefreshConfig
+	if cfg.RefreshURL != "" {
+		rf, err := postgres.NewRefresher(postgres.RefresherConfig{URL: cfg.RefreshURL, Logger: n.log})
+		if err != nil {
+			return fmt.Errorf("embedded: %w", err)
+		}
+		defer rf.Close()
+		refresh.Refresher = rf
+	}
 	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: pool, Logger: n.log})
 	if err != nil {
 		return err
@@ -138,8 +151,8 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		Loader:     materialize.PublishedLoader{Loader: loader, Published: published},
 		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
 		RoleDefaults:    postgres.RoleDefaultsLoader{DB: pool},
-		CatalogInterval: cfg.CatalogInterval,
-		Registerer:      cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+		CatalogInterval: cfg.CatalogInterval, Refresh: refresh,
+		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
 	})
 	if err != nil {
 		return err
