@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"math/rand/v2"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/freshetdb/freshet/ingest"
+	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
 )
 
@@ -72,9 +75,9 @@ func TestFreshetUpPrecision(t *testing.T) {
 
 // TestFreshetUpConsistencyAdversarial: concurrent writers and readers
 // through the front end against the real origin, with random delays
-// between the steps of fills and of change application; every read is
-// checked against the origin's history (see
-// TestMaterializerConsistencyAdversarial for the checks).
+// between the steps of fills (refreshes included: refresh-ahead is on)
+// and of change application; every read is checked against the origin's
+// history (see TestMaterializerConsistencyAdversarial for the checks).
 func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	t.Parallel()
 	const (
@@ -89,7 +92,7 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	applied := &history{acks: map[int][]ack{}}
-	f := startUp(t, []string{"acct"}, `
+	f := startUpWith(t, []string{"acct"}, `
 		CREATE TABLE {name}_acct (id int PRIMARY KEY, ver int NOT NULL);
 		INSERT INTO {name}_acct SELECT g, 0 FROM generate_series(1, 64) g;`,
 		materialize.Hooks{
@@ -104,7 +107,10 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 				}
 				jitter(0.1, 2*time.Millisecond)()
 			},
-		}, bound)
+		}, bound, func(f *upFixture, cfg *embedded.Config) {
+			u, _ := url.Parse(testenv.PostgresURL(t))
+			cfg.RefreshURL = makeRefreshLogin(t, f, u.User.Username())
+		})
 	sel := "SELECT ver FROM " + f.table("acct") + " WHERE id = $1"
 	pick := func(hot bool) int {
 		if hot {
@@ -220,6 +226,11 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	}
 	if s.Hits == 0 || s.StaleFills == 0 || s.Invalidated == 0 {
 		t.Errorf("the cache was not exercised: %d hits, %d refused fills, %d invalidations", s.Hits, s.StaleFills, s.Invalidated)
+	}
+	rs := f.node.Materializer().RefreshStats()
+	t.Logf("refresh-ahead: %+v", rs)
+	if rs.Done == 0 {
+		t.Errorf("refresh-ahead was not exercised: %+v", rs)
 	}
 	_ = strconv.Itoa
 }

@@ -36,8 +36,6 @@ type refreshRoles struct {
 // dropped after the fixture's cleanup.
 func makeRefreshRoles(t *testing.T, f *upFixture, tables []string) refreshRoles {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	r := refreshRoles{app: f.name + "_app", other: f.name + "_other", refresh: f.name + "_refresh", pw: testenv.UniqueName("pw")}
 	stmts := []string{
 		"CREATE ROLE " + r.app + " LOGIN PASSWORD '" + r.pw + "'",
@@ -51,6 +49,16 @@ func makeRefreshRoles(t *testing.T, f *upFixture, tables []string) refreshRoles 
 	for _, tbl := range tables {
 		stmts = append(stmts, "GRANT SELECT ON "+f.table(tbl)+" TO "+r.app+", "+r.other)
 	}
+	execRoles(t, f, stmts, r.refresh, r.other, r.app)
+	return r
+}
+
+// execRoles runs stmts, which create roles, and drops the roles after the
+// fixture's cleanup.
+func execRoles(t *testing.T, f *upFixture, stmts []string, roles ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	for _, s := range stmts {
 		if _, err := f.super.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -64,12 +72,20 @@ func makeRefreshRoles(t *testing.T, f *upFixture, tables []string) refreshRoles 
 			return
 		}
 		defer c.Close(bg)
-		for _, role := range []string{r.refresh, r.other, r.app} {
+		for _, role := range roles {
 			_, _ = c.Exec(bg, "DROP OWNED BY "+role)
 			_, _ = c.Exec(bg, "DROP ROLE IF EXISTS "+role)
 		}
 	})
-	return r
+}
+
+// makeRefreshLogin creates a refresh login that is a member of member and
+// returns its URL.
+func makeRefreshLogin(t *testing.T, f *upFixture, member string) string {
+	t.Helper()
+	role, pw := f.name+"_refresh", testenv.UniqueName("pw")
+	execRoles(t, f, []string{"CREATE ROLE " + role + " LOGIN PASSWORD '" + pw + "'", "GRANT " + member + " TO " + role}, role)
+	return asRole(testenv.PostgresURL(t), role, pw)
 }
 
 // asRole rewrites a URL's user and password.
