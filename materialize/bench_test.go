@@ -84,3 +84,26 @@ func BenchmarkLookupHitExtended(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLookupHitRefresh is BenchmarkLookupHit with refresh-ahead on:
+// every hit also counts toward its key's heat (one hash, one atomic add
+// on a counter all readers of the key share).
+func BenchmarkLookupHitRefresh(b *testing.B) {
+	h := newHarness(b, Config{Refresh: RefreshConfig{Refresher: &fakeRefresher{}}})
+	ctx := context.Background()
+	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown,
+		Params: Params{Values: [][]byte{[]byte("5")}}}
+	a, key := h.m.Lookup(ctx, r, nil)
+	h.m.Put(a.Ticket, make([]byte, 100))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		key := append([]byte(nil), key...)
+		for pb.Next() {
+			var a Answer
+			a, key = h.m.Lookup(ctx, r, key)
+			if a.Entry == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+}

@@ -66,7 +66,7 @@ func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answ
 	a, key := m.lookup(ctx, r, res, key)
 	m.templates.record(res.Fingerprint, &a)
 	if m.refresh != nil {
-		m.refresh.observe(m.cfg.Now(), key, r, &a)
+		m.refresh.observe(m.cfg.Now, key, r, &a)
 	}
 	return a, key
 }

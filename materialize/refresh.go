@@ -182,9 +182,9 @@ func (rf *refresher) hotLen() int {
 
 // observe sees every answered lookup: hits heat their key, anything else
 // went to the origin and raises the refresh budget.
-func (rf *refresher) observe(now time.Time, key []byte, r *Request, a *Answer) {
+func (rf *refresher) observe(now func() time.Time, key []byte, r *Request, a *Answer) {
 	if a.Entry == nil {
-		rf.limit.originQuery(now, 1)
+		rf.limit.originQuery(now(), 1)
 		return
 	}
 	if slot, crossed := rf.heat.hit(key); crossed {
