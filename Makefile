@@ -7,7 +7,7 @@ ENV         := integration/env/freshet-env
 # whose service is missing then fails instead of skipping.
 GOTEST      := $(GO) test -race -shuffle=on -count=1 -timeout 45m
 
-.PHONY: demo test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-materialize-e2e bench-pgwire bench-kafka
+.PHONY: demo test lint fmt-check vet staticcheck unit env-up env-selftest bench bench-cdc bench-materialize bench-materialize-e2e bench-pgwire bench-kafka bench-kafka-e2e
 
 ## test: lint, check the launcher cleans up after interrupts, then start
 ## PostgreSQL, MariaDB and Kafka, run every test, stop them.
@@ -62,6 +62,11 @@ KAFKA_BENCHTIME ?= 3x
 bench-kafka:
 	$(ENV) run --only kafka -- $(GO) test -run '^$$' -bench . -benchtime $(KAFKA_BENCHTIME) ./connectors/kafka/
 
+## bench-kafka-e2e: freshness p50/p99 from an origin commit to each of two regional nodes
+## (freshet ingest → Kafka on loopback → freshet serve --region), polling a cached read.
+bench-kafka-e2e:
+	$(ENV) run --only pg,kafka -- $(GO) run ./integration/cmd/kafkafresh $(BENCH_KAFKA_E2E_ARGS)
+
 ## demo: the README's first command: a throwaway PostgreSQL, a small dataset, `freshet up`,
 ## ~30 s of reads with concurrent writes through it; prints hit ratio, latency, freshness and
 ## stale reads. DEMO_ARGS passes flags (e.g. DEMO_ARGS=-duration=10s).
@@ -76,4 +81,4 @@ bench-materialize-e2e:
 	integration/env/pgwire-bench.sh -cached -s 1 -rounds 1 -T 10s $(BENCH_E2E_ARGS)
 
 ## bench: every benchmark, figures for the closing notes.
-bench: bench-cdc bench-materialize bench-pgwire bench-materialize-e2e bench-kafka
+bench: bench-cdc bench-materialize bench-pgwire bench-materialize-e2e bench-kafka bench-kafka-e2e

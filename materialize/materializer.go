@@ -408,15 +408,9 @@ type Visibility interface {
 // Run applies batches from sub until ctx ends or sub fails.
 func (m *Materializer) Run(ctx context.Context, sub Subscription) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if m.cfg.Loader != nil && m.cfg.CatalogInterval > 0 {
-		go m.watchCatalog(ctx)
-	}
-	if m.refresh != nil {
-		done := make(chan struct{})
-		go func() { m.runRefresh(ctx); close(done) }()
-		defer func() { cancel(); <-done }()
-	}
+	done := make(chan struct{})
+	go func() { m.Background(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
 	for {
 		b, err := sub.Next(ctx)
 		if err == nil {

@@ -30,6 +30,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "up":
 		return up(args[1:], stderr)
+	case "ingest":
+		return ingest(args[1:], stderr)
+	case "serve":
+		return serve(args[1:], stderr)
 	}
 	fmt.Fprintf(stderr, "freshet: unknown command %q\n", args[0])
 	usage(stderr)
@@ -42,7 +46,16 @@ func usage(w io.Writer) {
 commands:
   up         everything in one process: change capture from the origin,
              the cache, and a PostgreSQL endpoint (freshet up --origin postgres://...)
+  ingest     one per origin: its change stream into a Kafka topic
+             (freshet ingest --source postgres://... --kafka host:9092)
+  serve      a regional node: the cache, fed from Kafka, and a PostgreSQL
+             endpoint that tunnels the rest to the origin
+             (freshet serve --region eu --kafka host:9092 --origin postgres://...)
   version    print the version
   help       print this help
+
+Every flag also reads a FRESHET_* environment variable; see
+freshet <command> -h. With --metrics ADDR a node serves Prometheus
+/metrics and a JSON /status there.
 `)
 }

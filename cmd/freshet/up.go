@@ -1,23 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/freshetdb/freshet/internal/embedded"
 )
@@ -37,7 +27,7 @@ func upFlags(args []string, stderr io.Writer) (embedded.Config, string, error) {
 	fs.DurationVar(&c.StalenessBound, "staleness-bound", envDuration("FRESHET_STALENESS_BOUND", 5*time.Second), "past this replication lag, reads go to the origin [FRESHET_STALENESS_BOUND]")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 50*time.Millisecond), "WAL heartbeat, keeps the watermark fresh on an idle origin [FRESHET_HEARTBEAT]")
 	fs.StringVar(&c.RefreshURL, "refresh-url", os.Getenv("FRESHET_REFRESH_URL"), "login that re-executes hot invalidated reads (a member of the client roles); empty: no refresh-ahead [FRESHET_REFRESH_URL]")
-	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve Prometheus /metrics on; empty: none [FRESHET_METRICS]")
+	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}
@@ -72,40 +62,24 @@ func envDuration(name string, def time.Duration) time.Duration {
 func up(args []string, stderr io.Writer) int {
 	cfg, metricsAddr, err := upFlags(args, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "freshet up:", err)
-		return 2
+		return fail(stderr, "up", err, 2)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg.Logger = log
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cfg.Registerer = reg
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if metricsAddr != "" {
-		ln, err := net.Listen("tcp", metricsAddr)
-		if err != nil {
-			fmt.Fprintln(stderr, "freshet up: metrics:", err)
-			return 1
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = hs.Serve(ln) }()
-		defer hs.Close()
-	}
+	p := newProcess("up", stderr)
+	defer p.close()
+	cfg.Logger, cfg.Registerer = p.log, p.reg
 	node, err := embedded.New(cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "freshet up:", err)
-		return 2
+		return fail(stderr, "up", err, 2)
 	}
-	if err := node.Run(ctx, nil); err != nil {
-		fmt.Fprintln(stderr, "freshet up:", err)
-		return 1
+	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }); err != nil {
+		return fail(stderr, "up", err, 1)
+	}
+	if err := node.Run(p.ctx, nil); err != nil {
+		return fail(stderr, "up", err, 1)
 	}
 	if m := node.Materializer(); m != nil {
 		s := m.Stats()
-		log.Info("stopped", "hits", s.Hits, "misses", s.Misses, "fills", s.Fills, "refused_fills", s.StaleFills,
+		p.log.Info("stopped", "hits", s.Hits, "misses", s.Misses, "fills", s.Fills, "refused_fills", s.StaleFills,
 			"changes", s.Changes, "invalidated", s.Invalidated, "bypassed", fmt.Sprint(s.Bypassed))
 	}
 	return 0

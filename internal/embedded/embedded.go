@@ -9,19 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
+	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/freshetdb/freshet/connectors/memory"
 	"github.com/freshetdb/freshet/connectors/postgres"
 	"github.com/freshetdb/freshet/ingest"
+	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/materialize"
 	"github.com/freshetdb/freshet/schemas"
-	"github.com/freshetdb/freshet/serve/pgwire"
 )
 
 // Config configures a Node.
@@ -66,7 +64,8 @@ type Node struct {
 	cfg  Config
 	log  *slog.Logger
 	addr string
-	m    *materialize.Materializer
+	m    atomic.Pointer[materialize.Materializer]
+	pipe atomic.Pointer[ingest.Pipeline]
 }
 
 // New validates cfg.
@@ -74,9 +73,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Origin == "" {
 		return nil, errors.New("embedded: Config.Origin is required")
 	}
-	u, err := url.Parse(cfg.Origin)
-	if err != nil || u.Host == "" {
-		return nil, errors.New("embedded: Config.Origin must be a postgres:// URL with a host")
+	addr, err := front.OriginAddr(cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: Config.Origin: %w", err)
 	}
 	if cfg.CacheBytes < 0 || cfg.StalenessBound < 0 || cfg.Heartbeat < 0 {
 		return nil, errors.New("embedded: negative value in Config")
@@ -100,26 +99,17 @@ func New(cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log, addr: u.Host}
-	if u.Port() == "" {
-		n.addr = net.JoinHostPort(u.Hostname(), "5432")
-	}
-	return n, nil
+	return &Node{cfg: cfg, log: log, addr: addr}, nil
 }
 
 // Materializer is the node's materializer once Run has started it (for
 // statistics); nil before.
-func (n *Node) Materializer() *materialize.Materializer { return n.m }
+func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
 
 // Run sets up the publication and slot, starts everything, calls ready
 // with the listening address, and serves until ctx ends or a part fails.
 func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	cfg := n.cfg
-	pool, err := pgxpool.New(ctx, cfg.Origin)
-	if err != nil {
-		return fmt.Errorf("embedded: origin pool: %w", err)
-	}
-	defer pool.Close()
 	pcfg := postgres.Config{URL: cfg.Origin, Name: "origin", Slot: cfg.Slot, Publication: cfg.Publication,
 		Tables: cfg.Tables, HeartbeatInterval: cfg.Heartbeat, Logger: n.log}
 	report, err := postgres.Setup(ctx, pcfg, schemas.Position{})
@@ -133,35 +123,16 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 			n.log.Warn("table setup", "table", t.Schema+"."+t.Table, "advice", t.Advice)
 		}
 	}
-	var refresh materialize.RefreshConfig
-	if cfg.RefreshURL != "" {
-		rf, err := postgres.NewRefresher(postgres.RefresherConfig{URL: cfg.RefreshURL, Logger: n.log})
-		if err != nil {
-			return fmt.Errorf("embedded: %w", err)
-		}
-		defer rf.Close()
-		refresh.Refresher = rf
-	}
-	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: pool, Logger: n.log})
-	if err != nil {
-		return err
-	}
-	m, err := materialize.New(materialize.Config{
-		MaxBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound,
-		Loader:     materialize.PublishedLoader{Loader: loader, Published: published},
-		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
-		RoleDefaults:    postgres.RoleDefaultsLoader{DB: pool},
-		CatalogInterval: cfg.CatalogInterval, Refresh: refresh,
-		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+	f, err := front.Open(ctx, front.Config{
+		Origin: cfg.Origin, Listen: cfg.Listen, Published: published,
+		CacheBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound, CatalogInterval: cfg.CatalogInterval,
+		RefreshURL: cfg.RefreshURL, Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("embedded: %w", err)
 	}
-	defer m.Close()
-	if err := m.LoadCatalog(ctx); err != nil {
-		return err
-	}
-	n.m = m
+	defer f.Close()
+	n.m.Store(f.M)
 	reader, err := postgres.NewReader(pcfg)
 	if err != nil {
 		return err
@@ -175,18 +146,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	if err != nil {
 		return err
 	}
-	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: n.addr, Logger: n.log})
-	if err != nil {
-		return err
-	}
-	srv, err := pgwire.New(pgwire.Config{Connector: origin, Cache: m, Logger: n.log})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("embedded: listen: %w", err)
-	}
+	n.pipe.Store(pipe)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)
@@ -200,12 +160,12 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		errc <- err
 	}
 	go part("ingest", func() error { return pipe.Run(ctx) })
-	go part("materializer", func() error { return m.Run(ctx, sub) })
-	go part("front end", func() error { return srv.Serve(ctx, ln) })
-	n.log.Info("freshet up", "listen", ln.Addr().String(), "origin", n.addr, "slot", cfg.Slot,
+	go part("materializer", func() error { return f.M.Run(ctx, sub) })
+	go part("front end", func() error { return f.Serve(ctx) })
+	n.log.Info("freshet up", "listen", f.Addr(), "origin", n.addr, "slot", cfg.Slot,
 		"publication", cfg.Publication, "tables", len(published))
 	if ready != nil {
-		ready(ln.Addr().String())
+		ready(f.Addr())
 	}
 	var first error
 	pending := 3
@@ -215,7 +175,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	case <-ctx.Done():
 	}
 	cancel()
-	_ = srv.Close()
+	f.Close()
 	bus.Close()
 	for ; pending > 0; pending-- {
 		if err := <-errc; first == nil {

@@ -1,0 +1,192 @@
+// Command kafkafresh measures freshness through Kafka: the time from an
+// origin commit until each of two regional nodes (`freshet serve
+// --region`, fed by `freshet ingest` through Kafka on loopback) returns
+// the new value of a cached read. The nodes run in this process.
+//
+// It runs inside the test environment (make bench-kafka-e2e):
+//
+//	integration/env/freshet-env run --only pg,kafka -- go run ./integration/cmd/kafkafresh
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/freshetdb/freshet/internal/ingestnode"
+	"github.com/freshetdb/freshet/internal/region"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "kafkafresh:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	origin := flag.String("origin", os.Getenv("FRESHET_TEST_PG_URL"), "origin PostgreSQL URL (superuser)")
+	brokers := flag.String("kafka", os.Getenv("FRESHET_TEST_KAFKA_BROKERS"), "Kafka brokers")
+	n := flag.Int("n", 300, "updates to time")
+	flag.Parse()
+	if *origin == "" || *brokers == "" {
+		return errors.New("needs -origin and -kafka (run it inside freshet-env run --only pg,kafka)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	name := "kf_" + randHex()
+	super, err := pgx.Connect(ctx, *origin)
+	if err != nil {
+		return err
+	}
+	defer super.Close(context.Background())
+	table := name + "_t"
+	if _, err := super.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY, v int NOT NULL); INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
+		return err
+	}
+	defer cleanup(super, name, table)
+	addrs, stop, err := start(ctx, *origin, strings.Split(*brokers, ","), name, table)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	ds, err := freshness(ctx, super, *origin, addrs, table, *n)
+	if err != nil {
+		return err
+	}
+	for i, d := range ds {
+		slices.Sort(d)
+		fmt.Printf("freshness through Kafka, region %c: p50 %s  p99 %s  max %s  (n=%d)\n", 'a'+i,
+			d[len(d)/2].Round(10*time.Microsecond), d[len(d)*99/100].Round(10*time.Microsecond), d[len(d)-1].Round(10*time.Microsecond), len(d))
+	}
+	return nil
+}
+
+func randHex() string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// start runs an ingest and two regions; it returns the regions' client
+// addresses once both have a watermark.
+func start(ctx context.Context, origin string, brokers []string, name, table string) ([]string, func(), error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	stop := func() { cancel(); wg.Wait() }
+	ing, err := ingestnode.New(ingestnode.Config{Source: origin, Brokers: brokers, Topic: name, Partitions: 6,
+		Slot: name + "_slot", Publication: name + "_pub", Tables: []string{"public." + table}, Heartbeat: 20 * time.Millisecond})
+	if err != nil {
+		return nil, stop, err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = ing.Run(runCtx) }()
+	var addrs []string
+	for _, r := range []string{"a", "b"} {
+		node, err := region.New(region.Config{Region: name + "_" + r, Brokers: brokers, Topic: name, Origin: origin,
+			Publication: name + "_pub", Listen: "127.0.0.1:0", CatalogInterval: -1})
+		if err != nil {
+			stop()
+			return nil, stop, err
+		}
+		ready := make(chan string, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = node.Run(runCtx, func(a string) { ready <- a }) }()
+		select {
+		case a := <-ready:
+			addrs = append(addrs, a)
+		case <-time.After(60 * time.Second):
+			stop()
+			return nil, stop, errors.New("region did not start")
+		}
+		for deadline := time.Now().Add(60 * time.Second); !node.Status().Watermark.Set; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				stop()
+				return nil, stop, errors.New("region has no watermark after 60s")
+			}
+		}
+	}
+	return addrs, stop, nil
+}
+
+// freshness updates the row at the origin n times and, for each region,
+// polls a cached read of it until the new value is returned.
+func freshness(ctx context.Context, super *pgx.Conn, origin string, addrs []string, table string, n int) ([][]time.Duration, error) {
+	var conns []*pgx.Conn
+	for _, a := range addrs {
+		c, err := pgx.Connect(ctx, withHost(origin, a))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close(context.Background())
+		conns = append(conns, c)
+	}
+	q := "SELECT v FROM " + table + " WHERE id = 1"
+	out := make([][]time.Duration, len(conns))
+	for i := range n {
+		for _, c := range conns { // cache the current value
+			var v int
+			if err := c.QueryRow(ctx, q).Scan(&v); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := super.Exec(ctx, "UPDATE "+table+" SET v = $1 WHERE id = 1", i+1); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		errs := make([]error, len(conns))
+		for ri, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for v := -1; v != i+1; {
+					if err := c.QueryRow(ctx, q).Scan(&v); err != nil {
+						errs[ri] = err
+						return
+					}
+					if time.Since(t0) > 10*time.Second {
+						errs[ri] = fmt.Errorf("update %d not seen in 10s", i)
+						return
+					}
+				}
+				out[ri] = append(out[ri], time.Since(t0))
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return out, nil
+}
+
+func withHost(u, addr string) string {
+	at := strings.Index(u, "@")
+	rest := u[at+1:]
+	end := strings.IndexAny(rest, "/?")
+	return u[:at+1] + addr + rest[end:]
+}
+
+func cleanup(super *pgx.Conn, name, table string) {
+	bg := context.Background()
+	for range 50 {
+		if _, err := super.Exec(bg, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name+"_slot"); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, _ = super.Exec(bg, "DROP PUBLICATION IF EXISTS "+name+"_pub")
+	_, _ = super.Exec(bg, "DROP TABLE IF EXISTS "+table)
+}

@@ -1,0 +1,192 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/freshetdb/freshet/internal/ingestnode"
+	"github.com/freshetdb/freshet/internal/region"
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/schemas"
+)
+
+// privateKafka is a broker of the test's own, started with the launcher,
+// so that stopping it disturbs no other test.
+type privateKafka struct {
+	launcher, dir string
+	brokers       []string
+}
+
+func startPrivateKafka(t *testing.T) *privateKafka {
+	t.Helper()
+	testenv.KafkaBrokers(t) // skip (or fail under make test) like every Kafka test
+	launcher, err := filepath.Abs("env/freshet-env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(launcher, "up", "--only", "kafka")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	k := &privateKafka{launcher: launcher}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, val, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+		val = strings.Trim(val, "'")
+		switch {
+		case !ok:
+		case name == "FRESHET_TEST_ENV_DIR":
+			k.dir = val
+		case name == "FRESHET_TEST_KAFKA_BROKERS":
+			k.brokers = strings.Split(val, ",")
+		}
+	}
+	if k.dir != "" {
+		t.Cleanup(func() { k.run(t, "down") })
+	}
+	if err != nil || k.dir == "" || len(k.brokers) == 0 {
+		t.Fatalf("private Kafka: %v\n%s", err, out)
+	}
+	return k
+}
+
+func (k *privateKafka) run(t *testing.T, verb string) {
+	t.Helper()
+	if out, err := exec.Command(k.launcher, verb, k.dir).CombinedOutput(); err != nil {
+		t.Errorf("freshet-env %s: %v\n%s", verb, err, out)
+	}
+}
+
+// buildFreshet builds cmd/freshet into a temporary directory.
+func buildFreshet(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "freshet")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/freshet")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePort returns a loopback address nothing listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// child is a freshet process started by a test; its log goes to a file
+// printed when the test fails. It is killed when the test ends.
+type child struct {
+	t    *testing.T
+	name string
+	bin  string
+	args []string
+	cmd  *exec.Cmd
+	log  string
+	runs int
+}
+
+func startChild(t *testing.T, bin, name string, args ...string) *child {
+	t.Helper()
+	c := &child{t: t, name: name, bin: bin, args: args}
+	t.Cleanup(func() {
+		c.kill()
+		if t.Failed() {
+			for i := 1; i <= c.runs; i++ {
+				out, _ := os.ReadFile(fmt.Sprintf("%s.%d", c.log, i))
+				t.Logf("---- %s log (run %d), last 3000 bytes:\n%s", name, i, tail(out, 3000))
+			}
+		}
+	})
+	c.log = filepath.Join(t.TempDir(), name+".log")
+	c.start()
+	return c
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func (c *child) start() {
+	c.t.Helper()
+	c.runs++
+	f, err := os.Create(fmt.Sprintf("%s.%d", c.log, c.runs))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer f.Close()
+	c.cmd = exec.Command(c.bin, c.args...)
+	c.cmd.Stdout, c.cmd.Stderr = f, f
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// kill sends SIGKILL to the process (by its pid) and reaps it.
+func (c *child) kill() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(c.cmd.Process.Pid, syscall.SIGKILL)
+	_ = c.cmd.Wait()
+	c.cmd = nil
+}
+
+// getStatus reads a node's /status into v.
+func getStatus(ctx context.Context, addr string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// regionCaughtUp waits until the region behind admin addr reports a
+// watermark covering p.
+func regionCaughtUp(ctx context.Context, t *testing.T, addr string, p schemas.Position, within time.Duration) region.Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var s region.Status
+	for {
+		s = region.Status{}
+		err := getStatus(ctx, addr, &s)
+		if err == nil && s.Watermark.Set {
+			lsn, perr := schemas.ParseLSN(strings.TrimPrefix(s.Watermark.Position, "lsn "))
+			if perr == nil && lsn >= p.LSN {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("region %s did not reach %s in %s: %+v (err %v)", addr, p, within, s.Watermark, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ingestStatus reads the ingest's /status.
+func ingestStatus(ctx context.Context, addr string) (ingestnode.Status, error) {
+	var s ingestnode.Status
+	return s, getStatus(ctx, addr, &s)
+}

@@ -1,0 +1,51 @@
+// Package admin serves a node's HTTP endpoints: Prometheus /metrics from
+// the registry the node's parts registered on, and /status, the node's
+// own JSON report (what `freshet status` will read).
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Handler serves /metrics from g and /status as the JSON of status().
+func Handler(g prometheus.Gatherer, status func() any) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(status())
+	})
+	return mux
+}
+
+// Server is a running admin endpoint.
+type Server struct {
+	hs *http.Server
+	ln net.Listener
+}
+
+// Listen serves h on addr until Close.
+func Listen(addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen: %w", err)
+	}
+	s := &Server{hs: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	go func() { _ = s.hs.Serve(ln) }()
+	return s, nil
+}
+
+// Addr is the address it listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops it.
+func (s *Server) Close() error { return s.hs.Close() }

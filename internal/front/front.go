@@ -1,0 +1,198 @@
+// Package front builds the part of a freshet node that answers clients:
+// the materializer (cache, dependency index, watermark) and the
+// PostgreSQL front end that serves cached reads and tunnels everything
+// else to the origin. `freshet up` (internal/embedded) feeds it from the
+// in-process bus, `freshet serve --region` (internal/region) from Kafka.
+package front
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/freshetdb/freshet/serve/pgwire"
+)
+
+// Config configures a Front.
+type Config struct {
+	// Origin is the origin PostgreSQL URL: the catalog, visibility checks
+	// and read-your-writes positions are read through it. Required.
+	Origin string
+	// Listen is the address for PostgreSQL clients. Default
+	// 127.0.0.1:6432.
+	Listen string
+	// Published are the schema-qualified tables in the change stream; only
+	// reads of these are cached.
+	Published []string
+	// CacheBytes is the cache's memory budget. Default 256 MiB.
+	CacheBytes int64
+	// StalenessBound: beyond this lag reads go to the origin. Default 5s.
+	StalenessBound time.Duration
+	// CatalogInterval is how often the catalog is reloaded (a changed
+	// catalog purges the cache); zero or negative: only after schema
+	// changes.
+	CatalogInterval time.Duration
+	// RefreshURL, when set, is the login that re-executes hot invalidated
+	// reads (refresh-ahead, ADR 0008); empty: no refresh-ahead.
+	RefreshURL string
+	// Registerer receives the metrics; optional.
+	Registerer prometheus.Registerer
+	// Hooks are the materializer's test hooks.
+	Hooks materialize.Hooks
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Front is a materializer and the front end serving it. Open starts
+// nothing: Serve serves clients, the caller feeds the materializer.
+type Front struct {
+	Pool    *pgxpool.Pool
+	M       *materialize.Materializer
+	refresh *postgres.Refresher
+	srv     *pgwire.Server
+	ln      net.Listener
+	closed  sync.Once
+}
+
+// OriginAddr is the host:port of a postgres:// URL (port 5432 if none).
+func OriginAddr(origin string) (string, error) {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return "", errors.New("the origin must be a postgres:// URL with a host")
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5432"), nil
+	}
+	return u.Host, nil
+}
+
+// Open connects to the origin, loads its catalog and listens; Close
+// undoes it.
+func Open(ctx context.Context, cfg Config) (f *Front, err error) {
+	addr, err := OriginAddr(cfg.Origin)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:6432"
+	}
+	f = &Front{}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	if f.Pool, err = pgxpool.New(ctx, cfg.Origin); err != nil {
+		return nil, fmt.Errorf("origin pool: %w", err)
+	}
+	var refresh materialize.RefreshConfig
+	if cfg.RefreshURL != "" {
+		if f.refresh, err = postgres.NewRefresher(postgres.RefresherConfig{URL: cfg.RefreshURL, Logger: log}); err != nil {
+			return nil, err
+		}
+		refresh.Refresher = f.refresh
+	}
+	if f.M, err = newMaterializer(cfg, refresh, f.Pool, log); err != nil {
+		return nil, err
+	}
+	if err := f.M.LoadCatalog(ctx); err != nil {
+		return nil, err
+	}
+	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: addr, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if f.srv, err = pgwire.New(pgwire.Config{Connector: origin, Cache: f.M, Logger: log}); err != nil {
+		return nil, err
+	}
+	if f.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return f, nil
+}
+
+func newMaterializer(cfg Config, refresh materialize.RefreshConfig, pool *pgxpool.Pool, log *slog.Logger) (*materialize.Materializer, error) {
+	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: pool, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return materialize.New(materialize.Config{
+		MaxBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound,
+		Loader:     materialize.PublishedLoader{Loader: loader, Published: cfg.Published},
+		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
+		RoleDefaults:    postgres.RoleDefaultsLoader{DB: pool},
+		CatalogInterval: max(cfg.CatalogInterval, 0), Refresh: refresh,
+		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: log,
+	})
+}
+
+// Addr is the address clients connect to.
+func (f *Front) Addr() string { return f.ln.Addr().String() }
+
+// Serve serves clients until ctx ends or Close.
+func (f *Front) Serve(ctx context.Context) error { return f.srv.Serve(ctx, f.ln) }
+
+// Close stops serving and releases everything Open took; it may be
+// called more than once.
+func (f *Front) Close() { f.closed.Do(f.close) }
+
+func (f *Front) close() {
+	if f.srv != nil {
+		_ = f.srv.Close()
+	}
+	if f.ln != nil {
+		_ = f.ln.Close() // Serve may never have taken it over
+	}
+	if f.M != nil {
+		f.M.Close()
+	}
+	if f.refresh != nil {
+		f.refresh.Close()
+	}
+	if f.Pool != nil {
+		f.Pool.Close()
+	}
+}
+
+// PublishedTables lists the schema-qualified tables of a publication; it
+// fails if the publication does not exist.
+func PublishedTables(ctx context.Context, pool *pgxpool.Pool, publication string) ([]string, error) {
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, publication).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("publication %q: %w", publication, err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("publication %q: %w", publication, ErrNoPublication)
+	}
+	rows, err := pool.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, publication)
+	if err != nil {
+		return nil, fmt.Errorf("publication %q: %w", publication, err)
+	}
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ErrNoPublication: the publication does not exist (yet: the ingest
+// creates it).
+var ErrNoPublication = errors.New("does not exist")

@@ -1,0 +1,199 @@
+// Package region runs a regional node, `freshet serve --region NAME`: a
+// Kafka consumer reading every partition of the source's topic feeds the
+// materializer, and the PostgreSQL front end answers clients from it,
+// tunneling everything else to the origin. It is the embedded wiring
+// (internal/embedded) with Kafka in place of change capture. ADR 0009.
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/freshetdb/freshet/connectors/kafka"
+	"github.com/freshetdb/freshet/internal/front"
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// Config configures a regional Node.
+type Config struct {
+	// Region names the node; its Kafka offsets are stored under it, so a
+	// restarted region resumes where it stopped. Required.
+	Region string
+	// Brokers are Kafka's bootstrap brokers. Required.
+	Brokers []string
+	// Topic is the source's topic (freshet ingest's --topic). Required.
+	Topic string
+	// Origin is the origin PostgreSQL URL: misses, writes and
+	// transactions are tunneled there, and the catalog is read from it.
+	// Required.
+	Origin string
+	// Publication is the ingest's publication: reads of its tables are
+	// cached. A region waits for it to exist. Default "freshet".
+	Publication string
+	// Listen is the address for PostgreSQL clients. Default
+	// 127.0.0.1:6432.
+	Listen string
+	// CacheBytes is the cache's memory budget. Default 256 MiB.
+	CacheBytes int64
+	// RefreshURL, when set, enables refresh-ahead of hot invalidated reads
+	// through this login (ADR 0008).
+	RefreshURL string
+	// StalenessBound: when the last progress marker's commit time is older
+	// than this, reads go to the origin. Default 5s.
+	StalenessBound time.Duration
+	// CatalogInterval: see embedded.Config. Default 5s; negative disables.
+	CatalogInterval time.Duration
+	// Registerer receives the metrics; optional.
+	Registerer prometheus.Registerer
+	// Hooks are the materializer's test hooks.
+	Hooks materialize.Hooks
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Node is one regional node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	m        atomic.Pointer[materialize.Materializer]
+	consumer atomic.Pointer[kafka.Consumer]
+	handler  atomic.Pointer[Handler]
+}
+
+// New validates cfg.
+func New(cfg Config) (*Node, error) {
+	switch {
+	case cfg.Region == "":
+		return nil, errors.New("region: Config.Region is required")
+	case len(cfg.Brokers) == 0:
+		return nil, errors.New("region: Config.Brokers is required")
+	case cfg.Topic == "":
+		return nil, errors.New("region: Config.Topic is required")
+	case cfg.CacheBytes < 0 || cfg.StalenessBound < 0:
+		return nil, errors.New("region: negative value in Config")
+	}
+	if _, err := front.OriginAddr(cfg.Origin); err != nil {
+		return nil, fmt.Errorf("region: Config.Origin: %w", err)
+	}
+	if cfg.Publication == "" {
+		cfg.Publication = "freshet"
+	}
+	if cfg.StalenessBound == 0 {
+		cfg.StalenessBound = 5 * time.Second
+	}
+	if cfg.CatalogInterval == 0 {
+		cfg.CatalogInterval = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log.With("region", cfg.Region)}
+	if cfg.Registerer != nil {
+		if err := n.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("region: metrics: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// Materializer is the node's materializer once Run has started it; nil
+// before.
+func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
+
+// Run waits for the publication, starts the front end and the consumer,
+// calls ready with the listening address, and serves until ctx ends or a
+// part fails. The cache starts empty and serves nothing before the first
+// progress marker arrives from Kafka.
+func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
+	published, err := n.published(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := n.cfg
+	f, err := front.Open(ctx, front.Config{
+		Origin: cfg.Origin, Listen: cfg.Listen, Published: published,
+		CacheBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound, CatalogInterval: cfg.CatalogInterval,
+		RefreshURL: cfg.RefreshURL,
+		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("region: %w", err)
+	}
+	defer f.Close()
+	h := NewHandler(f.M, cfg.Topic, n.log)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Region: cfg.Region, Handler: h, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("region: %w", err)
+	}
+	n.m.Store(f.M)
+	n.handler.Store(h)
+	n.consumer.Store(c)
+	return n.serve(ctx, f, c, ready, len(published))
+}
+
+func (n *Node) serve(ctx context.Context, f *front.Front, c *kafka.Consumer, ready func(string), tables int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	part := func(name string, run func() error) {
+		err := run()
+		if err != nil && ctx.Err() == nil {
+			err = fmt.Errorf("region: %s: %w", name, err)
+		} else {
+			err = nil
+		}
+		errc <- err
+	}
+	go part("kafka consumer", func() error { return c.Run(ctx) })
+	go part("front end", func() error { return f.Serve(ctx) })
+	go part("materializer", func() error { f.M.Background(ctx); return nil })
+	n.log.Info("freshet serve", "listen", f.Addr(), "topic", n.cfg.Topic, "publication", n.cfg.Publication, "tables", tables)
+	if ready != nil {
+		ready(f.Addr())
+	}
+	var first error
+	pending := 3
+	select {
+	case first = <-errc:
+		pending--
+	case <-ctx.Done():
+	}
+	cancel()
+	f.Close()
+	for ; pending > 0; pending-- {
+		if err := <-errc; first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// published reads the publication's tables, waiting while it does not
+// exist yet (the ingest creates it) or the origin cannot be reached.
+func (n *Node) published(ctx context.Context) ([]string, error) {
+	pool, err := pgxpool.New(ctx, n.cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("region: origin pool: %w", err)
+	}
+	defer pool.Close()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		tables, err := front.PublishedTables(ctx, pool, n.cfg.Publication)
+		if err == nil {
+			return tables, nil
+		}
+		n.log.Warn("waiting for the publication", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
