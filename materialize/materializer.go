@@ -311,6 +311,7 @@ func (m *Materializer) servable(ctx context.Context, q *Query) string {
 type Ticket struct {
 	key    []byte
 	deps   []cache.Dependency
+	refs   []cache.Ref // deps as the index registers them
 	tok    uint64
 	gen    uint64
 	flight *flight
@@ -325,7 +326,7 @@ func (m *Materializer) begin(q *Query) *Ticket {
 	deps := Dependencies(q.Analysis, q.Params)
 	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now()}
 	tk.flight = m.flights.lead(tk.key)
-	tk.tok = m.ix.begin(deps)
+	tk.tok, tk.refs = m.ix.begin(deps)
 	if h := m.cfg.Hooks.AfterBegin; h != nil {
 		h()
 	}
@@ -345,14 +346,14 @@ func (m *Materializer) Put(tk *Ticket, response []byte) bool {
 		h()
 	}
 	pos, _, _ := m.wm.get()
-	e := cache.NewEntry(tk.key, response, tk.deps, uint64(pos.LSN))
+	e := cache.NewEntry(tk.key, response, tk.refs, uint64(pos.LSN))
 	if tk.gen != m.memo.Load().gen || m.reload.Load() {
-		m.ix.end(tk.tok, tk.deps, nil)
+		m.ix.end(tk.tok, tk.refs, nil)
 		m.stats.staleFills.Add(1)
 		m.metrics.filled(false, 0)
 		return false
 	}
-	if !m.ix.end(tk.tok, tk.deps, e) {
+	if !m.ix.end(tk.tok, tk.refs, e) {
 		m.stats.staleFills.Add(1)
 		m.metrics.filled(false, 0)
 		return false
@@ -379,7 +380,7 @@ func (m *Materializer) Abandon(tk *Ticket) {
 		return
 	}
 	tk.done = true
-	m.ix.end(tk.tok, tk.deps, nil)
+	m.ix.end(tk.tok, tk.refs, nil)
 	m.flights.land(tk.key, tk.flight)
 }
 
