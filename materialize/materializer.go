@@ -459,6 +459,7 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 		m.purge(b.Reset)
 		return nil
 	}
+	m.invalidateEarly(b)
 	if err := m.waitVisible(ctx, b); err != nil {
 		return fmt.Errorf("wait for visibility: %w", err)
 	}
