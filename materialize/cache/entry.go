@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Dependency is one thing a cached result depends on: a whole table when
@@ -29,12 +30,16 @@ type Ref struct {
 const refSize = 12
 
 // Entry is one cached response.
+//
+// Its bytes are one allocation: the key, the response, the packed refs,
+// then the number of refs (uint32). The Entry refers to them by a bare
+// pointer and a 32-bit size rather than a slice so that it fits in 32
+// bytes: with ristretto's bookkeeping and the dependency index it is most
+// of what an entry costs beyond its bytes (DESIGN.md's target is 200).
 type Entry struct {
-	// buf is the key, the response, then the packed refs: one
-	// allocation per entry.
-	buf    []byte
-	keyLen uint32
-	nrefs  uint32 // oversize when the bytes cannot be described in 32 bits
+	data   *byte
+	size   uint32
+	keyLen uint32 // oversize: the entry could not be made and is refused
 	// state is the store generation at Set, shifted left by one, with the
 	// invalidation flag in bit 0.
 	state atomic.Uint64
@@ -43,54 +48,75 @@ type Entry struct {
 	ValidAt uint64
 }
 
+const (
+	countSize = 4
+	oversize  = math.MaxUint32
+)
+
 // NewEntry makes an entry for key, response and the dependency refs,
-// copied into one buffer (once per fill, so that a hit touches a single
-// allocation and an entry costs little beyond its bytes).
+// copied into one allocation (once per fill, so that a hit touches a
+// single allocation and an entry costs little beyond its bytes).
 //
-// A key of 4 GiB or more (beyond what a wire message can carry) makes an
-// entry that the store refuses.
+// Entries of 4 GiB or more cannot be described; such an entry is made
+// invalidated and the store refuses it.
 func NewEntry(key, response []byte, refs []Ref, validAt uint64) *Entry {
-	if uint64(len(key)) > math.MaxUint32 || uint64(len(refs)) >= math.MaxUint32 {
-		e := &Entry{nrefs: oversize, ValidAt: validAt}
+	n := uint64(len(key)) + uint64(len(response)) + refSize*uint64(len(refs)) + countSize
+	if n >= math.MaxUint32 {
+		e := &Entry{keyLen: oversize, ValidAt: validAt}
 		e.Invalidate()
 		return e
 	}
-	buf := make([]byte, 0, len(key)+len(response)+refSize*len(refs))
+	buf := make([]byte, 0, n)
 	buf = append(append(buf, key...), response...)
 	for _, r := range refs {
 		buf = binary.BigEndian.AppendUint32(buf, r.Target)
 		buf = binary.BigEndian.AppendUint64(buf, r.Hash)
 	}
-	return &Entry{buf: buf, keyLen: uint32(len(key)), nrefs: uint32(len(refs)), ValidAt: validAt}
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(refs)))
+	return &Entry{data: unsafe.SliceData(buf), size: uint32(n), keyLen: uint32(len(key)), ValidAt: validAt}
 }
 
-const oversize = math.MaxUint32
-
-// respEnd is where the response ends and the refs begin.
-func (e *Entry) respEnd() int { return len(e.buf) - refSize*e.NumRefs() }
+// bytes is the entry's one allocation.
+func (e *Entry) bytes() []byte {
+	if e.keyLen == oversize {
+		return nil
+	}
+	return unsafe.Slice(e.data, e.size)
+}
 
 // Key is the entry's encoded key. Do not modify it.
-func (e *Entry) Key() []byte { return e.buf[:e.keyLen:e.keyLen] }
+func (e *Entry) Key() []byte {
+	if e.keyLen == oversize {
+		return nil
+	}
+	return e.bytes()[:e.keyLen:e.keyLen]
+}
+
+// respEnd is where the response ends and the refs begin.
+func (e *Entry) respEnd() int { return int(e.size) - countSize - refSize*e.NumRefs() }
 
 // Response is the exact encoded wire response (row description, data rows,
 // command completion), to be written to the client as is. Never modify it:
 // readers write it to sockets concurrently.
 func (e *Entry) Response() []byte {
+	if e.keyLen == oversize {
+		return nil
+	}
 	end := e.respEnd()
-	return e.buf[e.keyLen:end:end]
+	return e.bytes()[e.keyLen:end:end]
 }
 
 // NumRefs is the number of dependency refs the entry was made with.
 func (e *Entry) NumRefs() int {
-	if e.nrefs == oversize {
+	if e.keyLen == oversize {
 		return 0
 	}
-	return int(e.nrefs)
+	return int(binary.BigEndian.Uint32(e.bytes()[e.size-countSize:]))
 }
 
 // Ref returns the i-th dependency ref, 0 <= i < NumRefs.
 func (e *Entry) Ref(i int) Ref {
-	b := e.buf[e.respEnd()+i*refSize:]
+	b := e.bytes()[e.respEnd()+i*refSize:]
 	return Ref{Target: binary.BigEndian.Uint32(b), Hash: binary.BigEndian.Uint64(b[4:])}
 }
 
@@ -124,13 +150,13 @@ func (e *Entry) stamp(gen uint64) {
 // BenchmarkEntryOverheadWithIndex measure the true figures.
 const (
 	EntryOverhead = 150
-	RefOverhead   = 50
+	RefOverhead   = 32
 )
 
 // cost is what an entry is charged against the memory budget.
 func (e *Entry) cost() int64 {
-	if e.nrefs == oversize {
+	if e.keyLen == oversize {
 		return math.MaxInt64
 	}
-	return int64(len(e.buf) + EntryOverhead + RefOverhead*e.NumRefs())
+	return int64(int(e.size) + EntryOverhead + RefOverhead*e.NumRefs())
 }
