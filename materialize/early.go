@@ -25,6 +25,7 @@ func (m *Materializer) invalidateEarly(b *ingest.Batch) {
 		m.ix.apply(&b.Changes[i], &inv)
 	}
 	m.stats.invalidated.Add(uint64(len(inv.Entries)))
+	m.metrics.applied(0, len(inv.Entries))
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
 	}
