@@ -1,6 +1,7 @@
 package materialize
 
 import (
+	"hash/maphash"
 	"sync"
 
 	"github.com/freshetdb/freshet/materialize/cache"
@@ -19,38 +20,69 @@ import (
 // so an invalidation is either seen by the check or finds the entry
 // registered.
 type index struct {
-	mu     sync.Mutex
-	seq    uint64
-	reset  uint64 // seq of the last purge
+	mu    sync.Mutex
+	seq   uint64
+	reset uint64 // seq of the last purge
+	// hash hashes values (maphash, seeded at random): a value is indexed
+	// by its hash, never by a copy of its string. Two values with one
+	// hash share a slot, which only invalidates (or refuses) more than
+	// needed, never less; the random seed keeps anyone from choosing such
+	// values.
+	hash   func(string) uint64
 	tables map[string]*tableDeps
+	// targets are the tables and (table, column) pairs by cache.Ref
+	// target; they are never removed (their number is bounded by the
+	// schema), so an entry's refs stay valid for its whole life.
+	targets []target
 	// pending counts the fills in flight by token, for pruning versions
 	// that no fill can still need.
 	pending map[uint64]int
 	applied uint64 // changes applied since the last prune
 }
 
+// target is what a cache.Ref names: a table, or one of its columns.
+type target struct {
+	t *tableDeps
+	c *colDeps // nil for the table itself
+}
+
 type tableDeps struct {
+	ref   uint32 // the table's target
 	any   uint64 // seq of the last change of any kind
 	whole uint64 // seq of the last table-wide invalidation
 	// entries depend on the whole table.
 	entries map[*cache.Entry]struct{}
-	cols    map[string]*colDeps
+	// cols are the columns some entry or fill ever had a predicate on;
+	// only the active ones are looked at by changes.
+	cols []*colDeps
 }
 
 type colDeps struct {
+	name string
+	ref  uint32
 	// pending counts fills in flight that will register on this column:
 	// while any is, values changed in the stream are versioned.
 	pending int
-	vals    map[string]*valDeps
+	// one and more are the entries by value hash: most values have one
+	// entry, held without an allocation of its own; a value with more
+	// moves to more.
+	one  map[uint64]*cache.Entry
+	more map[uint64]*entrySet
+	// versions are the seqs of the last changes to values while fills
+	// were pending on the column; only a fill that began before such a
+	// change can be refused by it, so nothing else is versioned.
+	versions map[uint64]uint64
 }
 
-type valDeps struct {
-	seq     uint64
-	entries entrySet
+func newColDeps(name string, ref uint32) *colDeps {
+	return &colDeps{name: name, ref: ref, one: map[uint64]*cache.Entry{}, more: map[uint64]*entrySet{}, versions: map[uint64]uint64{}}
 }
 
-// entrySet is a set of entries: a slice while small (most values have
-// one or two entries, and a map costs hundreds of bytes), a map beyond.
+// active reports whether a change must look at the column: an entry or a
+// fill depends on it. An inactive column is as good as absent.
+func (c *colDeps) active() bool { return c.pending > 0 || len(c.one) > 0 || len(c.more) > 0 }
+
+// entrySet is a set of entries: a slice while small, a map beyond.
 type entrySet struct {
 	few  []*cache.Entry
 	many map[*cache.Entry]struct{}
@@ -109,101 +141,174 @@ func (s *entrySet) takeAll(out []*cache.Entry) []*cache.Entry {
 }
 
 func newIndex() *index {
-	return &index{tables: map[string]*tableDeps{}, pending: map[uint64]int{}}
+	seed := maphash.MakeSeed()
+	return &index{
+		hash:   func(v string) uint64 { return maphash.String(seed, v) },
+		tables: map[string]*tableDeps{}, pending: map[uint64]int{},
+	}
 }
 
 func (ix *index) table(name string) *tableDeps {
 	t := ix.tables[name]
 	if t == nil {
-		t = &tableDeps{entries: map[*cache.Entry]struct{}{}, cols: map[string]*colDeps{}}
+		t = &tableDeps{ref: uint32(len(ix.targets)), entries: map[*cache.Entry]struct{}{}}
+		ix.targets = append(ix.targets, target{t: t})
 		ix.tables[name] = t
 	}
 	return t
 }
 
-func (t *tableDeps) col(name string) *colDeps {
-	c := t.cols[name]
-	if c == nil {
-		c = &colDeps{vals: map[string]*valDeps{}}
-		t.cols[name] = c
+func (ix *index) col(t *tableDeps, name string) *colDeps {
+	for _, c := range t.cols {
+		if c.name == name {
+			return c
+		}
 	}
+	c := newColDeps(name, uint32(len(ix.targets)))
+	ix.targets = append(ix.targets, target{t: t, c: c})
+	t.cols = append(t.cols, c)
 	return c
 }
 
-func (c *colDeps) val(v string) *valDeps {
-	d := c.vals[v]
-	if d == nil {
-		d = &valDeps{}
-		c.vals[v] = d
+// add registers e under value hash h.
+func (c *colDeps) add(h uint64, e *cache.Entry) {
+	if set := c.more[h]; set != nil {
+		set.add(e)
+		return
 	}
-	return d
+	switch first := c.one[h]; first {
+	case nil:
+		c.one[h] = e
+	case e:
+	default:
+		set := &entrySet{}
+		set.add(first)
+		set.add(e)
+		delete(c.one, h)
+		c.more[h] = set
+	}
 }
 
-// begin starts a fill of deps and returns its token.
-func (ix *index) begin(deps []cache.Dependency) uint64 {
+// remove unregisters e from value hash h.
+func (c *colDeps) remove(h uint64, e *cache.Entry) {
+	if c.one[h] == e {
+		delete(c.one, h)
+		return
+	}
+	if set := c.more[h]; set != nil {
+		set.remove(e)
+		if set.len() == 0 {
+			delete(c.more, h)
+		}
+	}
+}
+
+// changed takes the entries of value hash h, and versions it at seq if a
+// fill is pending on the column.
+func (c *colDeps) changed(h, seq uint64, out []*cache.Entry) []*cache.Entry {
+	if e := c.one[h]; e != nil {
+		out = append(out, e)
+		delete(c.one, h)
+	}
+	if set := c.more[h]; set != nil {
+		out = set.takeAll(out)
+		delete(c.more, h)
+	}
+	if c.pending > 0 {
+		c.versions[h] = seq
+	}
+	return out
+}
+
+// takeAll appends every entry on the column to out and forgets them and
+// the versions (the caller versions the column as a whole).
+func (c *colDeps) takeAll(out []*cache.Entry) []*cache.Entry {
+	for _, e := range c.one {
+		out = append(out, e)
+	}
+	for _, set := range c.more {
+		out = set.takeAll(out)
+	}
+	c.one, c.more, c.versions = map[uint64]*cache.Entry{}, map[uint64]*entrySet{}, map[uint64]uint64{}
+	return out
+}
+
+// refs resolves deps to the index's refs, creating targets as needed.
+func (ix *index) refs(deps []cache.Dependency) []cache.Ref {
+	refs := make([]cache.Ref, len(deps))
+	for i, d := range deps {
+		t := ix.table(d.Table)
+		if d.Column == "" {
+			refs[i] = cache.Ref{Target: t.ref}
+			continue
+		}
+		refs[i] = cache.Ref{Target: ix.col(t, d.Column).ref, Hash: ix.hash(d.Value)}
+	}
+	return refs
+}
+
+// begin starts a fill of deps and returns its token and the refs to
+// end it and make its entry with.
+func (ix *index) begin(deps []cache.Dependency) (uint64, []cache.Ref) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	tok := ix.seq
 	ix.pending[tok]++
-	for _, d := range deps {
-		if d.Column != "" {
-			ix.table(d.Table).col(d.Column).pending++
+	refs := ix.refs(deps)
+	for _, r := range refs {
+		if c := ix.targets[r.Target].c; c != nil {
+			c.pending++
 		}
 	}
-	return tok
+	return tok, refs
 }
 
 // end finishes a fill begun with tok: it registers e when e is not nil
 // and none of its dependencies was invalidated after tok, and reports
 // whether it did.
-func (ix *index) end(tok uint64, deps []cache.Dependency, e *cache.Entry) bool {
+func (ix *index) end(tok uint64, refs []cache.Ref, e *cache.Entry) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.pending[tok]--; ix.pending[tok] <= 0 {
 		delete(ix.pending, tok)
 	}
-	for _, d := range deps {
-		if d.Column != "" {
-			ix.table(d.Table).col(d.Column).pending--
+	for _, r := range refs {
+		if c := ix.targets[r.Target].c; c != nil {
+			c.pending--
 		}
 	}
-	if e == nil || !ix.fresh(tok, deps) {
+	if e == nil || !ix.fresh(tok, refs) {
 		return false
 	}
-	for _, d := range deps {
-		t := ix.table(d.Table)
-		if d.Column == "" {
-			t.entries[e] = struct{}{}
+	for _, r := range refs {
+		tg := ix.targets[r.Target]
+		if tg.c == nil {
+			tg.t.entries[e] = struct{}{}
 			continue
 		}
-		t.col(d.Column).val(d.Value).entries.add(e)
+		tg.c.add(r.Hash, e)
 	}
 	return true
 }
 
 // fresh reports whether no dependency was invalidated after tok.
-func (ix *index) fresh(tok uint64, deps []cache.Dependency) bool {
+func (ix *index) fresh(tok uint64, refs []cache.Ref) bool {
 	if ix.reset > tok {
 		return false
 	}
-	for _, d := range deps {
-		t := ix.tables[d.Table]
-		if t == nil {
-			continue
-		}
-		if d.Column == "" {
-			if t.any > tok {
+	for _, r := range refs {
+		tg := ix.targets[r.Target]
+		if tg.c == nil {
+			if tg.t.any > tok {
 				return false
 			}
 			continue
 		}
-		if t.whole > tok {
+		if tg.t.whole > tok {
 			return false
 		}
-		if c := t.cols[d.Column]; c != nil {
-			if v := c.vals[d.Value]; v != nil && v.seq > tok {
-				return false
-			}
+		if tg.c.versions[r.Hash] > tok {
+			return false
 		}
 	}
 	return true
@@ -217,23 +322,35 @@ func (ix *index) forget(e *cache.Entry) {
 }
 
 func (ix *index) unregister(e *cache.Entry) {
-	for _, d := range e.Deps {
-		t := ix.tables[d.Table]
-		if t == nil {
+	for i := range e.NumRefs() {
+		r := e.Ref(i)
+		if int(r.Target) >= len(ix.targets) {
+			continue // not made by this index
+		}
+		tg := ix.targets[r.Target]
+		if tg.c == nil {
+			delete(tg.t.entries, e)
 			continue
 		}
-		if d.Column == "" {
-			delete(t.entries, e)
-			continue
-		}
-		c := t.cols[d.Column]
-		if c == nil {
-			continue
-		}
-		if v := c.vals[d.Value]; v != nil {
-			v.entries.remove(e)
+		tg.c.remove(r.Hash, e)
+	}
+}
+
+// registered counts the entries registered, per registration; for tests.
+func (ix *index) registered() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	n := 0
+	for _, t := range ix.tables {
+		n += len(t.entries)
+		for _, c := range t.cols {
+			n += len(c.one)
+			for _, set := range c.more {
+				n += set.len()
+			}
 		}
 	}
+	return n
 }
 
 // Invalidation is what one change did to the index.
@@ -275,8 +392,11 @@ func (ix *index) applyLocked(c *schemas.Change, inv *Invalidation) {
 		ix.invalidateTable(t, inv)
 		return
 	}
-	for name, col := range t.cols {
-		i := columnIndex(c.Columns, name)
+	for _, col := range t.cols {
+		if !col.active() {
+			continue
+		}
+		i := columnIndex(c.Columns, col.name)
 		if i < 0 {
 			// The stream's shape does not know a column we depend on:
 			// the schema moved under us.
@@ -284,63 +404,58 @@ func (ix *index) applyLocked(c *schemas.Change, inv *Invalidation) {
 			return
 		}
 		k := kindOf(c.Columns[i].Type)
-		before, bok := imageValue(c, c.Before, i, k, true)
-		after, aok := imageValue(c, c.After, i, k, false)
+		before, bnull, bok := imageValue(c, c.Before, i, k, true)
+		after, anull, aok := imageValue(c, c.After, i, k, false)
 		if !bok || !aok {
 			ix.invalidateColumn(t, col, inv)
-			inv.Fallback = append(inv.Fallback, name)
+			inv.Fallback = append(inv.Fallback, col.name)
 			continue
 		}
-		for _, v := range [2]*string{before, after} {
-			if v == nil {
-				continue
-			}
-			d := col.val(*v)
-			d.seq = ix.seq
-			inv.Entries = d.entries.takeAll(inv.Entries)
+		if !bnull {
+			inv.Entries = col.changed(ix.hash(before), ix.seq, inv.Entries)
+		}
+		if !anull {
+			inv.Entries = col.changed(ix.hash(after), ix.seq, inv.Entries)
 		}
 	}
 }
 
-// imageValue is column i's normalized value in img: nil with ok when the
-// image does not exist (the before image of an insert, the after image
-// of a delete) or the value is NULL (which equals nothing); ok false
-// when the value is not known.
-func imageValue(c *schemas.Change, img []any, i int, k kind, before bool) (*string, bool) {
+// imageValue is column i's normalized value in img: none (with ok) when
+// the image does not exist (the before image of an insert, the after
+// image of a delete) or the value is NULL (which equals nothing); ok
+// false when the value is not known.
+func imageValue(c *schemas.Change, img []any, i int, k kind, before bool) (s string, none, ok bool) {
 	if img == nil {
 		switch {
 		case before && c.Op == schemas.OpUpdate:
 			// No old tuple: the replica identity did not change, so
 			// key columns keep their new values; others are unknown.
 			if c.Columns[i].Key {
-				return nil, true
+				return "", true, true
 			}
-			return nil, false
+			return "", true, false
 		case before && c.Op == schemas.OpDelete, !before && c.Op != schemas.OpDelete:
-			return nil, false
+			return "", true, false
 		}
-		return nil, true
+		return "", true, true
 	}
 	if i >= len(img) {
-		return nil, false
+		return "", true, false
 	}
 	v := img[i]
 	if v == nil {
-		return nil, true
+		return "", true, true
 	}
 	if schemas.IsAbsent(v) || schemas.IsUnchanged(v) {
 		// An unchanged TOAST value equals the before image's, which
 		// the before side accounts for; absent is unknown.
 		if !before && schemas.IsUnchanged(v) && c.Before != nil && i < len(c.Before) && !schemas.IsAbsent(c.Before[i]) && !schemas.IsUnchanged(c.Before[i]) {
-			return nil, true
+			return "", true, true
 		}
-		return nil, false
+		return "", true, false
 	}
-	s, ok := normalizeStream(k, v)
-	if !ok {
-		return nil, false
-	}
-	return &s, true
+	s, ok = normalizeStream(k, v)
+	return s, !ok, ok
 }
 
 func (ix *index) invalidateTable(t *tableDeps, inv *Invalidation) {
@@ -355,10 +470,7 @@ func (ix *index) invalidateTable(t *tableDeps, inv *Invalidation) {
 // not individually versioned here. Conservative; they are retried.
 func (ix *index) invalidateColumn(t *tableDeps, col *colDeps, inv *Invalidation) {
 	t.whole = ix.seq
-	for v, d := range col.vals {
-		inv.Entries = d.entries.takeAll(inv.Entries)
-		delete(col.vals, v)
-	}
+	inv.Entries = col.takeAll(inv.Entries)
 }
 
 // takeAll appends every entry of set to out and empties set.
@@ -376,29 +488,21 @@ func (ix *index) purge() {
 	defer ix.mu.Unlock()
 	ix.seq++
 	ix.reset = ix.seq
-	for name, t := range ix.tables {
+	for _, t := range ix.tables {
 		for e := range t.entries {
 			e.Invalidate()
 		}
+		t.entries = map[*cache.Entry]struct{}{}
 		for _, c := range t.cols {
-			for _, v := range c.vals {
-				for _, e := range v.entries.takeAll(nil) {
-					e.Invalidate()
-				}
+			for _, e := range c.takeAll(nil) {
+				e.Invalidate()
 			}
 		}
-		keep := &tableDeps{entries: map[*cache.Entry]struct{}{}, cols: map[string]*colDeps{}}
-		for cn, c := range t.cols {
-			if c.pending > 0 {
-				keep.cols[cn] = &colDeps{pending: c.pending, vals: map[string]*valDeps{}}
-			}
-		}
-		ix.tables[name] = keep
 	}
 }
 
-// prune drops value versions no fill in flight can still need, and empty
-// columns; it runs every so many applied changes.
+// prune drops value versions no fill in flight can still need; it runs
+// every so many applied changes.
 func (ix *index) prune() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -407,14 +511,11 @@ func (ix *index) prune() {
 		oldest = min(oldest, tok)
 	}
 	for _, t := range ix.tables {
-		for cn, c := range t.cols {
-			for v, d := range c.vals {
-				if d.entries.len() == 0 && d.seq <= oldest {
-					delete(c.vals, v)
+		for _, c := range t.cols {
+			for h, seq := range c.versions {
+				if seq <= oldest {
+					delete(c.versions, h)
 				}
-			}
-			if len(c.vals) == 0 && c.pending == 0 {
-				delete(t.cols, cn)
 			}
 		}
 	}

@@ -321,6 +321,7 @@ func (m *Materializer) servable(ctx context.Context, q *Query) string {
 type Ticket struct {
 	key    []byte
 	deps   []cache.Dependency
+	refs   []cache.Ref // deps as the index registers them
 	tok    uint64
 	gen    uint64
 	flight *flight
@@ -335,7 +336,7 @@ func (m *Materializer) begin(q *Query) *Ticket {
 	deps := Dependencies(q.Analysis, q.Params)
 	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now()}
 	tk.flight = m.flights.lead(tk.key)
-	tk.tok = m.ix.begin(deps)
+	tk.tok, tk.refs = m.ix.begin(deps)
 	if h := m.cfg.Hooks.AfterBegin; h != nil {
 		h()
 	}
@@ -355,14 +356,14 @@ func (m *Materializer) Put(tk *Ticket, response []byte) bool {
 		h()
 	}
 	pos, _, _ := m.wm.get()
-	e := cache.NewEntry(tk.key, response, tk.deps, uint64(pos.LSN))
+	e := cache.NewEntry(tk.key, response, tk.refs, uint64(pos.LSN))
 	if tk.gen != m.memo.Load().gen || m.reload.Load() {
-		m.ix.end(tk.tok, tk.deps, nil)
+		m.ix.end(tk.tok, tk.refs, nil)
 		m.stats.staleFills.Add(1)
 		m.metrics.filled(false, 0)
 		return false
 	}
-	if !m.ix.end(tk.tok, tk.deps, e) {
+	if !m.ix.end(tk.tok, tk.refs, e) {
 		m.stats.staleFills.Add(1)
 		m.metrics.filled(false, 0)
 		return false
@@ -389,7 +390,7 @@ func (m *Materializer) Abandon(tk *Ticket) {
 		return
 	}
 	tk.done = true
-	m.ix.end(tk.tok, tk.deps, nil)
+	m.ix.end(tk.tok, tk.refs, nil)
 	m.flights.land(tk.key, tk.flight)
 }
 
@@ -467,6 +468,7 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 		m.purge(b.Reset)
 		return nil
 	}
+	m.invalidateEarly(b)
 	if err := m.waitVisible(ctx, b); err != nil {
 		return fmt.Errorf("wait for visibility: %w", err)
 	}

@@ -413,18 +413,7 @@ func TestEvictionUnregisters(t *testing.T) {
 		h.m.Put(tk, make([]byte, 1000))
 	}
 	h.m.store.Wait()
-	h.m.ix.mu.Lock()
-	n := 0
-	for _, tb := range h.m.ix.tables {
-		n += len(tb.entries)
-		for _, c := range tb.cols {
-			for _, v := range c.vals {
-				n += v.entries.len()
-			}
-		}
-	}
-	h.m.ix.mu.Unlock()
-	if n > 64 {
+	if n := h.m.ix.registered(); n > 64 {
 		t.Fatalf("%d entries registered in a 64 KiB cache of 1 KB entries", n)
 	}
 }

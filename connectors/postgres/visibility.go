@@ -16,16 +16,27 @@ import (
 // has passed (ADR 0007). It implements materialize.Visibility.
 type Visibility struct {
 	DB PositionDB
-	// Poll is the pause between checks; default 100µs.
+	// Poll is the first pause between checks, doubled up to MaxPoll;
+	// default 50µs. The wait is normally microseconds (the committing
+	// backend leaving the ProcArray) and every check is an origin round
+	// trip already.
 	Poll time.Duration
+	// MaxPoll caps the pause; default 1ms. Every moment waited past
+	// visibility is added to freshness, so the cap stays short: the
+	// long waits seen are a descheduled backend on a loaded origin, not
+	// a slow one.
+	MaxPoll time.Duration
 }
 
 // WaitVisible returns once every transaction in xids is visible to a new
 // snapshot, or ctx ends.
 func (v Visibility) WaitVisible(ctx context.Context, xids []uint32) error {
-	poll := v.Poll
+	poll, maxPoll := v.Poll, v.MaxPoll
 	if poll <= 0 {
-		poll = 100 * time.Microsecond
+		poll = 50 * time.Microsecond
+	}
+	if maxPoll <= 0 {
+		maxPoll = time.Millisecond
 	}
 	for {
 		var s string
@@ -46,7 +57,7 @@ func (v Visibility) WaitVisible(ctx context.Context, xids []uint32) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		poll = min(2*poll, 10*time.Millisecond)
+		poll = min(2*poll, maxPoll)
 	}
 }
 

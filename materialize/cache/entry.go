@@ -1,6 +1,11 @@
 package cache
 
-import "sync/atomic"
+import (
+	"encoding/binary"
+	"math"
+	"sync/atomic"
+	"unsafe"
+)
 
 // Dependency is one thing a cached result depends on: a whole table when
 // Column is empty, else the rows of Table whose Column equals Value (in the
@@ -11,37 +16,109 @@ type Dependency struct {
 	Value  string
 }
 
+// Ref is a dependency as the dependency index registers it: Target is a
+// handle the index gave the table or (table, column), Hash the hash of the
+// value (zero for a table). The store keeps refs for the index, packed in
+// the entry's one allocation, so that an entry's dependencies cost a few
+// bytes instead of strings and slices of their own.
+type Ref struct {
+	Target uint32
+	Hash   uint64
+}
+
+// refSize is a Ref's packed size: Target then Hash, big-endian.
+const refSize = 12
+
 // Entry is one cached response.
+//
+// Its bytes are one allocation: the key, the response, the packed refs,
+// then the number of refs (uint32). The Entry refers to them by a bare
+// pointer and a 32-bit size rather than a slice so that it fits in 32
+// bytes: with ristretto's bookkeeping and the dependency index it is most
+// of what an entry costs beyond its bytes (DESIGN.md's target is 200).
 type Entry struct {
-	// buf is the key followed by the response: one allocation per entry.
-	buf    []byte
-	keyLen int
+	data   *byte
+	size   uint32
+	keyLen uint32 // oversize: the entry could not be made and is refused
 	// state is the store generation at Set, shifted left by one, with the
 	// invalidation flag in bit 0.
 	state atomic.Uint64
 	// ValidAt is the materializer's watermark the response was filled at;
 	// opaque to the store.
 	ValidAt uint64
-	// Deps are the dependencies registered for the response.
-	Deps []Dependency
 }
 
-// NewEntry makes an entry for key and response, copied into one buffer
-// (once per fill, so that a hit touches a single allocation); deps are
-// kept, not copied.
-func NewEntry(key, response []byte, deps []Dependency, validAt uint64) *Entry {
-	buf := make([]byte, 0, len(key)+len(response))
+const (
+	countSize = 4
+	oversize  = math.MaxUint32
+)
+
+// NewEntry makes an entry for key, response and the dependency refs,
+// copied into one allocation (once per fill, so that a hit touches a
+// single allocation and an entry costs little beyond its bytes).
+//
+// Entries of 4 GiB or more cannot be described; such an entry is made
+// invalidated and the store refuses it.
+func NewEntry(key, response []byte, refs []Ref, validAt uint64) *Entry {
+	n := uint64(len(key)) + uint64(len(response)) + refSize*uint64(len(refs)) + countSize
+	if n >= math.MaxUint32 {
+		e := &Entry{keyLen: oversize, ValidAt: validAt}
+		e.Invalidate()
+		return e
+	}
+	buf := make([]byte, 0, n)
 	buf = append(append(buf, key...), response...)
-	return &Entry{buf: buf, keyLen: len(key), Deps: deps, ValidAt: validAt}
+	for _, r := range refs {
+		buf = binary.BigEndian.AppendUint32(buf, r.Target)
+		buf = binary.BigEndian.AppendUint64(buf, r.Hash)
+	}
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(refs)))
+	return &Entry{data: unsafe.SliceData(buf), size: uint32(n), keyLen: uint32(len(key)), ValidAt: validAt}
+}
+
+// bytes is the entry's one allocation.
+func (e *Entry) bytes() []byte {
+	if e.keyLen == oversize {
+		return nil
+	}
+	return unsafe.Slice(e.data, e.size)
 }
 
 // Key is the entry's encoded key. Do not modify it.
-func (e *Entry) Key() []byte { return e.buf[:e.keyLen:e.keyLen] }
+func (e *Entry) Key() []byte {
+	if e.keyLen == oversize {
+		return nil
+	}
+	return e.bytes()[:e.keyLen:e.keyLen]
+}
+
+// respEnd is where the response ends and the refs begin.
+func (e *Entry) respEnd() int { return int(e.size) - countSize - refSize*e.NumRefs() }
 
 // Response is the exact encoded wire response (row description, data rows,
 // command completion), to be written to the client as is. Never modify it:
 // readers write it to sockets concurrently.
-func (e *Entry) Response() []byte { return e.buf[e.keyLen:] }
+func (e *Entry) Response() []byte {
+	if e.keyLen == oversize {
+		return nil
+	}
+	end := e.respEnd()
+	return e.bytes()[e.keyLen:end:end]
+}
+
+// NumRefs is the number of dependency refs the entry was made with.
+func (e *Entry) NumRefs() int {
+	if e.keyLen == oversize {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(e.bytes()[e.size-countSize:]))
+}
+
+// Ref returns the i-th dependency ref, 0 <= i < NumRefs.
+func (e *Entry) Ref(i int) Ref {
+	b := e.bytes()[e.respEnd()+i*refSize:]
+	return Ref{Target: binary.BigEndian.Uint32(b), Hash: binary.BigEndian.Uint64(b[4:])}
+}
 
 // Invalidate makes the entry unservable from now on; it is idempotent.
 func (e *Entry) Invalidate() { e.state.Or(1) }
@@ -65,17 +142,21 @@ func (e *Entry) stamp(gen uint64) {
 	}
 }
 
-// EntryOverhead is the estimated memory of an entry beyond its response
-// and key: the Entry itself and ristretto's per-item bookkeeping. It is
-// charged in every entry's cost so that the budget covers real memory;
-// BenchmarkEntryOverhead measures the true figure.
-const EntryOverhead = 200
+// EntryOverhead is the estimated memory of an entry beyond its bytes
+// (key, response, packed refs): the Entry itself and ristretto's per-item
+// bookkeeping. RefOverhead is what the dependency index holds per ref.
+// Both are charged in every entry's cost so that the budget covers real
+// memory; BenchmarkEntryOverhead and materialize's
+// BenchmarkEntryOverheadWithIndex measure the true figures.
+const (
+	EntryOverhead = 150
+	RefOverhead   = 32
+)
 
 // cost is what an entry is charged against the memory budget.
 func (e *Entry) cost() int64 {
-	n := len(e.buf) + EntryOverhead
-	for _, d := range e.Deps {
-		n += len(d.Table) + len(d.Column) + len(d.Value) + 48
+	if e.keyLen == oversize {
+		return math.MaxInt64
 	}
-	return int64(n)
+	return int64(int(e.size) + EntryOverhead + RefOverhead*e.NumRefs())
 }

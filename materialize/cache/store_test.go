@@ -35,13 +35,22 @@ func TestSetGet(t *testing.T) {
 	s := newStore(t, cache.Config{MaxBytes: 1 << 20})
 	k := key("SELECT * FROM t WHERE id = $1", []byte("5"))
 	resp := []byte("T...D...C...")
-	if !s.Set(cache.NewEntry(k, resp, []cache.Dependency{{Table: "public.t", Column: "id", Value: "5"}}, 7)) {
+	refs := []cache.Ref{{Target: 3, Hash: 1<<63 | 5}, {Target: 1<<32 - 1}}
+	if !s.Set(cache.NewEntry(k, resp, refs, 7)) {
 		t.Fatal("Set refused")
 	}
 	s.Wait()
 	e, ok := s.Get(k)
-	if !ok || !bytes.Equal(e.Response(), resp) || e.ValidAt != 7 || len(e.Deps) != 1 {
+	if !ok || !bytes.Equal(e.Key(), k) || !bytes.Equal(e.Response(), resp) || e.ValidAt != 7 || e.NumRefs() != len(refs) {
 		t.Fatalf("Get = %+v, %v", e, ok)
+	}
+	for i, r := range refs {
+		if got := e.Ref(i); got != r {
+			t.Errorf("ref %d = %+v, want %+v", i, got, r)
+		}
+	}
+	if r := e.Response(); cap(r) != len(r) {
+		t.Errorf("response capacity %d reaches into the refs", cap(r))
 	}
 	if _, ok := s.Get(key("SELECT * FROM t WHERE id = $1", []byte("6"))); ok {
 		t.Fatal("another parameter value hit")

@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/freshetdb/freshet/ingest"
 	"github.com/freshetdb/freshet/internal/embedded"
 	"github.com/freshetdb/freshet/materialize"
 )
@@ -21,16 +23,56 @@ import (
 // cachedFreshet is freshet with the materializer (freshet up's wiring)
 // in front of the benchmark database.
 type cachedFreshet struct {
-	addr string
-	node *embedded.Node
-	stop func()
+	addr    string
+	node    *embedded.Node
+	stop    func()
+	applied *applyClock
+}
+
+// applyClock records, while on, how long after its origin commit
+// timestamp each batch with changes was applied (its entries invalidated,
+// just before the watermark moves): the change stream's and the
+// visibility wait's share of freshness, measured without adding a query.
+type applyClock struct {
+	mu sync.Mutex
+	on bool
+	ds []time.Duration
+}
+
+func (a *applyClock) beforeAdvance(b *ingest.Batch) {
+	if len(b.Changes) == 0 {
+		return
+	}
+	d := time.Since(b.Progress.CommitTime)
+	a.mu.Lock()
+	if a.on {
+		a.ds = append(a.ds, d)
+	}
+	a.mu.Unlock()
+}
+
+func (a *applyClock) start() {
+	a.mu.Lock()
+	a.on, a.ds = true, nil
+	a.mu.Unlock()
+}
+
+// stop returns the durations recorded since start, sorted.
+func (a *applyClock) stop() []time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.on = false
+	slices.Sort(a.ds)
+	return a.ds
 }
 
 func startCached(ctx context.Context, dbURL string) (*cachedFreshet, error) {
 	name := fmt.Sprintf("pgwirebench_%d", os.Getpid())
+	applied := &applyClock{}
 	node, err := embedded.New(embedded.Config{
 		Origin: dbURL, Listen: "127.0.0.1:0", Slot: name, Publication: name,
 		CacheBytes: 2 << 30, Heartbeat: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Hooks: materialize.Hooks{BeforeAdvance: applied.beforeAdvance},
 	})
 	if err != nil {
 		return nil, err
@@ -41,7 +83,7 @@ func startCached(ctx context.Context, dbURL string) (*cachedFreshet, error) {
 	go func() { done <- node.Run(runCtx, func(a string) { ready <- a }) }()
 	select {
 	case addr := <-ready:
-		return &cachedFreshet{addr: addr, node: node, stop: func() {
+		return &cachedFreshet{addr: addr, node: node, applied: applied, stop: func() {
 			cancel()
 			<-done
 			if c, err := pgx.Connect(context.Background(), dbURL); err == nil {
@@ -160,16 +202,18 @@ func cachedNow(c *pgx.Conn, q string) bool {
 }
 
 // freshness updates a row at the origin and polls it through freshet
-// until the new value is returned, n times; it returns p50 and p99.
-func freshness(ctx context.Context, dbURL, cachedURL string, n int) (p50, p99 time.Duration, err error) {
+// until the new value is returned, n times. It returns the sorted
+// durations from the update's commit acknowledgement to the first read
+// that returns it.
+func freshness(ctx context.Context, dbURL, cachedURL string, n int) ([]time.Duration, error) {
 	origin, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer origin.Close(ctx)
 	through, err := pgx.Connect(ctx, cachedURL)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer through.Close(ctx)
 	q := "SELECT abalance FROM pgbench_accounts WHERE aid = 1"
@@ -177,26 +221,49 @@ func freshness(ctx context.Context, dbURL, cachedURL string, n int) (p50, p99 ti
 	for i := range n {
 		var v int
 		if err := through.QueryRow(ctx, q).Scan(&v); err != nil {
-			return 0, 0, err
+			return nil, err
 		}
 		if _, err := origin.Exec(ctx, "UPDATE pgbench_accounts SET abalance = $1 WHERE aid = 1", i+1_000_000); err != nil {
-			return 0, 0, err
+			return nil, err
 		}
 		t0 := time.Now()
 		for {
 			if err := through.QueryRow(ctx, q).Scan(&v); err != nil {
-				return 0, 0, err
+				return nil, err
 			}
 			if v == i+1_000_000 {
 				break
 			}
 			if time.Since(t0) > 10*time.Second {
-				return 0, 0, fmt.Errorf("freshness: update %d not seen in 10s", i)
+				return nil, fmt.Errorf("freshness: update %d not seen in 10s", i)
 			}
 		}
 		ds = append(ds, time.Since(t0))
 		time.Sleep(20 * time.Millisecond)
 	}
 	slices.Sort(ds)
-	return ds[len(ds)/2], ds[len(ds)*99/100], nil
+	return ds, nil
+}
+
+// quantiles formats p50, p90, p99 and the maximum of sorted ds.
+func quantiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "no samples"
+	}
+	q := func(f float64) time.Duration { return ds[int(f*float64(len(ds)-1))] }
+	r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+	return fmt.Sprintf("p50 %s p90 %s p99 %s max %s", r(q(0.5)), r(q(0.9)), r(q(0.99)), r(ds[len(ds)-1]))
+}
+
+// loadAverage is the 1-minute load average: freshness on a shared machine
+// is mostly scheduling delay, so it is reported with it.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }

@@ -132,7 +132,7 @@ func run() error {
 			s := cached.stats()
 			fmt.Printf("\nfreshet (cached) totals: %d hits, %d misses, %d bypassed %v\n", s.Hits, s.Misses, sum(s.Bypassed), s.Bypassed)
 		}()
-		defer reportCachedExtras(ctx, bindir, dbURL, cu, o)
+		defer reportCachedExtras(ctx, bindir, dbURL, cu, cached.applied, o)
 	}
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
@@ -193,7 +193,7 @@ func sum(m map[string]uint64) uint64 {
 
 // reportCachedExtras measures what pgbench throughput does not show: p50
 // at one client, the aggregate, freshness.
-func reportCachedExtras(ctx context.Context, bindir, dbURL, cachedURL string, o options) {
+func reportCachedExtras(ctx context.Context, bindir, dbURL, cachedURL string, applied *applyClock, o options) {
 	fmt.Println()
 	for _, tg := range []struct{ name, url string }{{"postgres (direct)", dbURL}, {"freshet (cached)", cachedURL}} {
 		p50, err := latencyP50(bindir, tg.url, o)
@@ -209,11 +209,15 @@ func reportCachedExtras(ctx context.Context, bindir, dbURL, cachedURL string, o 
 	} else {
 		fmt.Printf("SELECT count(*), sum(v) over 1M rows, median: direct %s, freshet cached %s (%.0fx)\n", direct, cached, float64(direct)/float64(cached))
 	}
-	p50, p99, err := freshness(ctx, dbURL, cachedURL, 200)
+	load := loadAverage()
+	applied.start()
+	ds, err := freshness(ctx, dbURL, cachedURL, 200)
+	stream := applied.stop()
 	if err != nil {
 		fmt.Println("freshness:", err)
 	} else {
-		fmt.Printf("freshness (embedded, origin commit -> freshet returns it, 200 updates): p50 %s p99 %s\n", p50, p99)
+		fmt.Printf("freshness (embedded, origin commit -> freshet returns it, 200 updates): %s (load average %s -> %s)\n", quantiles(ds), load, loadAverage())
+		fmt.Printf("  of which commit timestamp -> batch applied (stream + visibility wait, %d batches): %s\n", len(stream), quantiles(stream))
 	}
 }
 
