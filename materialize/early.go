@@ -1,6 +1,9 @@
 package materialize
 
-import "github.com/freshetdb/freshet/ingest"
+import (
+	"github.com/freshetdb/freshet/ingest"
+	"github.com/freshetdb/freshet/materialize/cache"
+)
 
 // invalidateEarly invalidates what b's changes can affect as soon as the
 // batch arrives, before the origin confirms its commits are visible, so
@@ -16,9 +19,12 @@ import "github.com/freshetdb/freshet/ingest"
 // served before the batch arrived, and the watermark moves only after the
 // second pass, so read-your-writes and the staleness bound are unchanged
 // (ADR 0007).
-func (m *Materializer) invalidateEarly(b *ingest.Batch) {
+//
+// It returns the entries it invalidated: Apply hands them to refresh-ahead
+// only after the second pass, when a refresh's snapshot holds the changes.
+func (m *Materializer) invalidateEarly(b *ingest.Batch) []*cache.Entry {
 	if m.cfg.Visibility == nil || len(b.Changes) == 0 {
-		return // no wait to get ahead of
+		return nil // no wait to get ahead of
 	}
 	var inv Invalidation
 	for i := range b.Changes {
@@ -29,4 +35,22 @@ func (m *Materializer) invalidateEarly(b *ingest.Batch) {
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
 	}
+	return inv.Entries
+}
+
+// unionEntries is early followed by the entries of late not in it.
+func unionEntries(early, late []*cache.Entry) []*cache.Entry {
+	if len(early) == 0 {
+		return late
+	}
+	seen := make(map[*cache.Entry]struct{}, len(early))
+	for _, e := range early {
+		seen[e] = struct{}{}
+	}
+	for _, e := range late {
+		if _, ok := seen[e]; !ok {
+			early = append(early, e)
+		}
+	}
+	return early
 }

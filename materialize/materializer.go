@@ -468,7 +468,7 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 		m.purge(b.Reset)
 		return nil
 	}
-	m.invalidateEarly(b)
+	early := m.invalidateEarly(b)
 	if err := m.waitVisible(ctx, b); err != nil {
 		return fmt.Errorf("wait for visibility: %w", err)
 	}
@@ -497,8 +497,8 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
 	}
-	if m.refresh != nil && len(inv.Entries) > 0 {
-		m.refresh.invalidated(m.cfg.Now(), inv.Entries)
+	if m.refresh != nil && len(inv.Entries)+len(early) > 0 {
+		m.refresh.invalidated(m.cfg.Now(), unionEntries(early, inv.Entries))
 	}
 	if m.ix.appliedSince() >= pruneEvery {
 		m.ix.prune()

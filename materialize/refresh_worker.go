@@ -108,7 +108,7 @@ func (m *Materializer) beginRefresh(q *Query) *Ticket {
 	}
 	deps := Dependencies(q.Analysis, q.Params)
 	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now(), flight: fl}
-	tk.tok = m.ix.begin(deps)
+	tk.tok, tk.refs = m.ix.begin(deps)
 	if h := m.cfg.Hooks.AfterBegin; h != nil {
 		h()
 	}
