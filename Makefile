@@ -62,8 +62,12 @@ KAFKA_BENCHTIME ?= 3x
 bench-kafka:
 	$(ENV) run --only kafka -- $(GO) test -run '^$$' -bench . -benchtime $(KAFKA_BENCHTIME) ./connectors/kafka/
 
-## bench-kafka-e2e: freshness p50/p99 from an origin commit to each of two regional nodes
-## (freshet ingest → Kafka on loopback → freshet serve --region), polling a cached read.
+## bench-kafka-e2e: ingest throughput end to end (200k row changes committed at the origin
+## until freshet ingest has them acknowledged by Kafka: 4 large transactions, 20k small ones,
+## and a 20k-transaction backlog; changes/s and CPU µs/change), then freshness p50/p99 from
+## an origin commit to each of two regional nodes (freshet ingest → Kafka on loopback →
+## freshet serve --region), polling a cached read. BENCH_KAFKA_E2E_ARGS=-mode=ingest (or
+## freshness) runs one half.
 bench-kafka-e2e:
 	$(ENV) run --only pg,kafka -- $(GO) run ./integration/cmd/kafkafresh $(BENCH_KAFKA_E2E_ARGS)
 

@@ -1,7 +1,11 @@
-// Command kafkafresh measures freshness through Kafka: the time from an
-// origin commit until each of two regional nodes (`freshet serve
-// --region`, fed by `freshet ingest` through Kafka on loopback) returns
-// the new value of a cached read. The nodes run in this process.
+// Command kafkafresh measures the Kafka deployment end to end, with the
+// nodes in this process:
+//   - ingest throughput: row changes committed at the origin until `freshet
+//     ingest` (internal/ingestnode) has them acknowledged by Kafka, for a
+//     few large transactions, many small ones, and a backlog;
+//   - freshness: the time from an origin commit until each of two regional
+//     nodes (`freshet serve --region`, fed by `freshet ingest` through
+//     Kafka on loopback) returns the new value of a cached read.
 //
 // It runs inside the test environment (make bench-kafka-e2e):
 //
@@ -37,25 +41,49 @@ func main() {
 func run() error {
 	origin := flag.String("origin", os.Getenv("FRESHET_TEST_PG_URL"), "origin PostgreSQL URL (superuser)")
 	brokers := flag.String("kafka", os.Getenv("FRESHET_TEST_KAFKA_BROKERS"), "Kafka brokers")
-	n := flag.Int("n", 300, "updates to time")
+	n := flag.Int("n", 300, "updates to time (freshness)")
+	mode := flag.String("mode", "all", "what to measure: ingest, freshness or all")
+	rows := flag.Int("rows", 200000, "row changes per ingest load")
+	bigTxs := flag.Int("big-txs", 4, "transactions the large-transaction ingest load is split into")
+	smallRows := flag.Int("small-rows", 10, "rows per transaction of the small-transaction ingest load")
 	flag.Parse()
 	if *origin == "" || *brokers == "" {
 		return errors.New("needs -origin and -kafka (run it inside freshet-env run --only pg,kafka)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	if *mode != "all" && *mode != "ingest" && *mode != "freshness" {
+		return fmt.Errorf("-mode %q: want ingest, freshness or all", *mode)
+	}
+	if *rows <= 0 || *bigTxs <= 0 || *smallRows <= 0 {
+		return errors.New("-rows, -big-txs and -small-rows must be positive")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	name := "kf_" + randHex()
 	super, err := pgx.Connect(ctx, *origin)
 	if err != nil {
 		return err
 	}
 	defer super.Close(context.Background())
+	kafka := strings.Split(*brokers, ",")
+	if *mode != "freshness" {
+		loads := []ingestLoad{
+			{name: fmt.Sprintf("(%d x %d-row transactions)", *bigTxs, *rows / *bigTxs), txs: *bigTxs, rows: *rows / *bigTxs, workers: 1, txsPerRequest: 1},
+			{name: fmt.Sprintf("(%d x %d-row transactions)", *rows / *smallRows, *smallRows), txs: *rows / *smallRows, rows: *smallRows, workers: 4, txsPerRequest: 50},
+			{name: fmt.Sprintf("(backlog, %d x %d-row transactions)", *rows / *smallRows, *smallRows), txs: *rows / *smallRows, rows: *smallRows, workers: 4, txsPerRequest: 50, backlog: true},
+		}
+		if _, err := ingestRates(ctx, super, *origin, kafka, loads); err != nil {
+			return err
+		}
+	}
+	if *mode == "ingest" {
+		return nil
+	}
+	name := "kf_" + randHex()
 	table := name + "_t"
 	if _, err := super.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY, v int NOT NULL); INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
 		return err
 	}
 	defer cleanup(super, name, table)
-	addrs, stop, err := start(ctx, *origin, strings.Split(*brokers, ","), name, table)
+	addrs, stop, err := start(ctx, *origin, kafka, name, table)
 	if err != nil {
 		return err
 	}
