@@ -50,7 +50,10 @@ commands:
              (freshet ingest --source postgres://... --kafka host:9092)
   serve      a regional node: the cache, fed from Kafka, and a PostgreSQL
              endpoint that tunnels the rest to the origin
-             (freshet serve --region eu --kafka host:9092 --origin postgres://...)
+             (freshet serve --region eu --kafka host:9092 --origin postgres://...);
+             --debezium-topics pg.public.t1,... reads Debezium's table topics
+             instead (no staleness bound: reads go to the origin unless
+             --debezium-assume-lag D, an estimate)
   version    print the version
   help       print this help
 

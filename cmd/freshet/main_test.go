@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRun(t *testing.T) {
@@ -22,6 +23,14 @@ func TestRun(t *testing.T) {
 		{name: "ingest needs brokers", args: []string{"ingest", "--source", "postgres://h/db"}, wantCode: 2, wantStderr: "--kafka (or FRESHET_KAFKA) is required"},
 		{name: "serve needs a region", args: []string{"serve", "--kafka", "k:9092", "--origin", "postgres://h/db"}, wantCode: 2, wantStderr: "--region (or FRESHET_REGION) is required"},
 		{name: "serve needs an origin", args: []string{"serve", "--region", "eu", "--kafka", "k:9092"}, wantCode: 2, wantStderr: "--origin (or FRESHET_ORIGIN) is required"},
+		{name: "serve: --debezium-assume-lag needs Debezium topics", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--debezium-assume-lag", "2s"},
+			wantCode: 2, wantStderr: "--debezium-assume-lag needs --debezium-topics"},
+		{name: "serve: --topic and --debezium-topics exclude each other", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--topic", "t", "--debezium-topics", "pg.public.a"},
+			wantCode: 2, wantStderr: "--topic and --debezium-topics exclude each other"},
+		{name: "serve: a negative assumed lag is refused", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--debezium-topics", "pg.public.a", "--debezium-assume-lag", "-1s"},
+			wantCode: 2, wantStderr: "--debezium-assume-lag must not be negative"},
+		{name: "serve: a Debezium topic must name its table", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--debezium-topics", "orders"},
+			wantCode: 2, wantStderr: `Debezium topic "orders" is not named prefix.schema.table`},
 		{name: "help lists ingest and serve", args: []string{"help"}, wantCode: 0, wantStdout: "serve      a regional node"},
 		{name: "unknown command is an error", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
 	}
@@ -39,5 +48,22 @@ func TestRun(t *testing.T) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.wantStderr)
 			}
 		})
+	}
+}
+
+// TestServeFlagsDebezium: --debezium-topics replaces the default topic and
+// carries the assumed lag through to the region's configuration.
+func TestServeFlagsDebezium(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, _, err := serveFlags([]string{"--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db",
+		"--debezium-topics", "pg.public.a, pg.public.b", "--debezium-assume-lag", "3s", "--debezium-from-beginning"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Topic != "" || len(cfg.DebeziumTopics) != 2 || cfg.DebeziumTopics[1] != "pg.public.b" {
+		t.Errorf("topic %q, Debezium topics %q; want no topic and [pg.public.a pg.public.b]", cfg.Topic, cfg.DebeziumTopics)
+	}
+	if cfg.DebeziumAssumeLag != 3*time.Second || !cfg.DebeziumFromBeginning {
+		t.Errorf("assumed lag %s, from beginning %v; want 3s, true", cfg.DebeziumAssumeLag, cfg.DebeziumFromBeginning)
 	}
 }

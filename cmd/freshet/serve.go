@@ -15,7 +15,7 @@ import (
 // FRESHET_* environment variable.
 func serveFlags(args []string, stderr io.Writer) (region.Config, string, error) {
 	var c region.Config
-	var kafkaList, metrics, slot string
+	var kafkaList, metrics, slot, dbzTopics string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Region, "region", os.Getenv("FRESHET_REGION"), "this node's region name; its Kafka offsets are stored under it [FRESHET_REGION]")
@@ -28,15 +28,25 @@ func serveFlags(args []string, stderr io.Writer) (region.Config, string, error) 
 	fs.DurationVar(&c.StalenessBound, "staleness-bound", envDuration("FRESHET_STALENESS_BOUND", 5*time.Second), "past this lag behind the origin, reads go to the origin [FRESHET_STALENESS_BOUND]")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", envInt("FRESHET_CACHE_BYTES", 256<<20), "cache memory budget, bytes [FRESHET_CACHE_BYTES]")
 	fs.StringVar(&c.RefreshURL, "refresh-url", os.Getenv("FRESHET_REFRESH_URL"), "login that re-executes hot invalidated reads (a member of the client roles); empty: no refresh-ahead [FRESHET_REFRESH_URL]")
+	fs.StringVar(&dbzTopics, "debezium-topics", os.Getenv("FRESHET_DEBEZIUM_TOPICS"), "Debezium table topics (prefix.schema.table,...) to read instead of --topic; such a region has no staleness bound and tunnels every read unless --debezium-assume-lag [FRESHET_DEBEZIUM_TOPICS]")
+	fs.DurationVar(&c.DebeziumAssumeLag, "debezium-assume-lag", envDuration("FRESHET_DEBEZIUM_ASSUME_LAG", 0), "with --debezium-topics: serve cached reads while every partition is read to its end and the newest change committed within this long; an estimate, NOT a bound (Kafka Connect may hold changes). Replaces --staleness-bound; 0: off [FRESHET_DEBEZIUM_ASSUME_LAG]")
+	fs.BoolVar(&c.DebeziumFromBeginning, "debezium-from-beginning", envBool("FRESHET_DEBEZIUM_FROM_BEGINNING"), "with --debezium-topics: a region with no stored offsets reads the topics from their start, not their end [FRESHET_DEBEZIUM_FROM_BEGINNING]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}
 	c.Brokers = brokers(kafkaList)
-	if c.Topic == "" {
+	c.DebeziumTopics = brokers(dbzTopics) // the same comma-separated list
+	if c.Topic == "" && len(c.DebeziumTopics) == 0 {
 		c.Topic = "freshet." + slot
 	}
 	switch {
+	case len(c.DebeziumTopics) > 0 && c.Topic != "":
+		return c, "", errors.New("--topic and --debezium-topics exclude each other")
+	case c.DebeziumAssumeLag < 0:
+		return c, "", errors.New("--debezium-assume-lag must not be negative")
+	case c.DebeziumAssumeLag > 0 && len(c.DebeziumTopics) == 0:
+		return c, "", errors.New("--debezium-assume-lag needs --debezium-topics")
 	case c.Region == "":
 		return c, "", errors.New("--region (or FRESHET_REGION) is required")
 	case len(c.Brokers) == 0:

@@ -58,6 +58,11 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
+func envBool(name string) bool {
+	v, err := strconv.ParseBool(os.Getenv(name))
+	return err == nil && v
+}
+
 // up runs `freshet up` until SIGINT or SIGTERM.
 func up(args []string, stderr io.Writer) int {
 	cfg, metricsAddr, err := upFlags(args, stderr)

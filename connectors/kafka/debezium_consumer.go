@@ -10,6 +10,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/freshetdb/freshet/schemas"
 )
 
 // DebeziumConfig configures a DebeziumConsumer.
@@ -30,6 +32,10 @@ type DebeziumConfig struct {
 	CommitInterval time.Duration
 	// MaxWait is how long a fetch waits on an idle partition. Default 100ms.
 	MaxWait time.Duration
+	// CaughtUpInterval, when positive, is how often the consumer asks the
+	// broker for the end of every partition and, when it has delivered
+	// everything up to them, delivers EventCaughtUp. Zero: never.
+	CaughtUpInterval time.Duration
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -47,6 +53,9 @@ type DebeziumConsumer struct {
 	client *kafkago.Client
 	group  string
 	stats  consumerStats
+	// newest is the latest commit time among delivered changes; used by
+	// the loop goroutine only.
+	newest time.Time
 }
 
 // NewDebeziumConsumer validates cfg.
@@ -60,7 +69,7 @@ func NewDebeziumConsumer(cfg DebeziumConfig) (*DebeziumConsumer, error) {
 		return nil, errors.New("debezium consumer: Region is required")
 	case cfg.Handler == nil:
 		return nil, errors.New("debezium consumer: Handler is required")
-	case cfg.CommitInterval < 0 || cfg.MaxWait < 0:
+	case cfg.CommitInterval < 0 || cfg.MaxWait < 0 || cfg.CaughtUpInterval < 0:
 		return nil, errors.New("debezium consumer: durations must not be negative")
 	}
 	cfg.CommitInterval = or(cfg.CommitInterval, time.Second)
@@ -207,6 +216,12 @@ func (c *DebeziumConsumer) session(ctx context.Context, next map[string][]int64)
 func (c *DebeziumConsumer) loop(ctx context.Context, items <-chan debeziumItem, next map[string][]int64) error {
 	tick := time.NewTicker(c.cfg.CommitInterval)
 	defer tick.Stop()
+	var caughtUp <-chan time.Time
+	if c.cfg.CaughtUpInterval > 0 {
+		t := time.NewTicker(c.cfg.CaughtUpInterval)
+		defer t.Stop()
+		caughtUp = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -214,6 +229,10 @@ func (c *DebeziumConsumer) loop(ctx context.Context, items <-chan debeziumItem, 
 		case <-tick.C:
 			if err := c.commit(ctx, next); err != nil {
 				c.log.Warn("offset commit failed; will retry", "err", err)
+			}
+		case <-caughtUp:
+			if err := c.reportCaughtUp(ctx, next); err != nil {
+				return err
 			}
 		case it := <-items:
 			switch {
@@ -245,8 +264,38 @@ func (c *DebeziumConsumer) apply(ctx context.Context, it debeziumItem) error {
 		return nil // tombstone or logical message
 	}
 	c.stats.changes.Add(1)
+	if ch.CommitTime.After(c.newest) {
+		c.newest = ch.CommitTime
+	}
 	return c.cfg.Handler.Apply(ctx, Event{Kind: EventChange, Change: ch})
 }
+
+// reportCaughtUp delivers EventCaughtUp when every partition has been
+// delivered up to its end as the broker reports it now. A broker that
+// cannot say is not an error: the region just learns nothing this time.
+func (c *DebeziumConsumer) reportCaughtUp(ctx context.Context, next map[string][]int64) error {
+	for topic, offs := range next {
+		_, end, err := logBounds(ctx, c.client, topic, len(offs))
+		if err != nil {
+			c.log.Debug("cannot read the end of the topic", "topic", topic, "err", err)
+			return nil
+		}
+		for p, off := range offs {
+			if off < end[p] {
+				return nil
+			}
+		}
+	}
+	ev := Event{Kind: EventCaughtUp, Watermark: schemas.Progress{CommitTime: c.newest}}
+	if err := c.cfg.Handler.Apply(ctx, ev); err != nil {
+		return &handlerError{err}
+	}
+	return nil
+}
+
+// DebeziumTopicTable reads schema and table from Debezium's default topic
+// name, prefix.schema.table; both are empty when the topic is not one.
+func DebeziumTopicTable(topic string) (schema, table string) { return tableOfTopic(topic) }
 
 // tableOfTopic reads schema and table from Debezium's default topic name,
 // prefix.schema.table.

@@ -30,6 +30,13 @@ const (
 	// names its table when the record said which; with no table, the
 	// record could have concerned any table of the source.
 	EventInvalid
+	// EventCaughtUp (DebeziumConsumer with CaughtUpInterval only): every
+	// partition of every topic has been delivered up to the end the broker
+	// reported just now; Watermark.CommitTime is the newest commit time of
+	// the changes delivered so far (zero before the first) and
+	// Watermark.Position is zero. It is not a watermark: Kafka Connect may
+	// hold changes it has not produced yet (ADR 0006).
+	EventCaughtUp
 )
 
 // Event is one thing a regional node's materializer must apply.

@@ -28,6 +28,10 @@ type Handler struct {
 	// purgeAtMark: an undecodable record of unknown table was skipped;
 	// the cache is purged before the next watermark moves.
 	purgeAtMark bool
+	// debezium: the source has no progress markers, so changes are applied
+	// as they arrive; estimate: EventCaughtUp moves the watermark to an
+	// estimate (--debezium-assume-lag).
+	debezium, estimate bool
 
 	purges, invalid atomic.Uint64
 }
@@ -42,8 +46,29 @@ func NewHandler(m Applier, topic string, log *slog.Logger) *Handler {
 	return &Handler{m: m, topic: topic, log: log}
 }
 
+// NewDebeziumHandler feeds m from a DebeziumConsumer, which delivers no
+// watermark: each change is applied (invalidated) as it arrives, since
+// nothing would ever release held changes. With estimate, EventCaughtUp
+// moves the watermark to EstimatePosition at the newest change's commit
+// time, so the staleness bound is checked against an estimate (ADR 0006);
+// without it the watermark stays unset and every read goes to the origin.
+func NewDebeziumHandler(m Applier, topics string, estimate bool, log *slog.Logger) *Handler {
+	h := NewHandler(m, topics, log)
+	h.debezium, h.estimate = true, estimate
+	return h
+}
+
+// EstimatePosition is the watermark position of a Debezium region's
+// estimate. Debezium gives no commit position that covers everything
+// before it, so the estimate claims none: a read-your-writes fence (a
+// real LSN) is never covered and such reads go to the origin.
+var EstimatePosition = schemas.Position{LSN: 1}
+
 // Apply implements kafka.Handler.
 func (h *Handler) Apply(ctx context.Context, ev kafka.Event) error {
+	if h.debezium {
+		return h.applyDebezium(ctx, ev)
+	}
 	switch ev.Kind {
 	case kafka.EventChange:
 		if ev.Change != nil {
@@ -107,3 +132,30 @@ func (h *Handler) Purges() uint64 { return h.purges.Load() }
 
 // Invalid counts undecodable records skipped.
 func (h *Handler) Invalid() uint64 { return h.invalid.Load() }
+
+// applyDebezium applies a Debezium source's events at once.
+func (h *Handler) applyDebezium(ctx context.Context, ev kafka.Event) error {
+	switch ev.Kind {
+	case kafka.EventChange:
+		if ev.Change != nil {
+			return h.m.Apply(ctx, &ingest.Batch{Changes: []schemas.Change{*ev.Change}})
+		}
+	case kafka.EventCaughtUp:
+		if h.estimate && !ev.Watermark.CommitTime.IsZero() {
+			return h.m.Apply(ctx, &ingest.Batch{Progress: schemas.Progress{
+				Source: ev.Watermark.Source, Position: EstimatePosition, CommitTime: ev.Watermark.CommitTime}})
+		}
+	case kafka.EventPurge:
+		return h.purge(ctx, ev.Reason)
+	case kafka.EventInvalid:
+		h.skipped(ev.Invalid)
+		if h.purgeAtMark {
+			h.purgeAtMark = false
+			return h.purge(ctx, "an undecodable record of unknown table was skipped")
+		}
+		pending := h.pending
+		h.pending = nil
+		return h.m.Apply(ctx, &ingest.Batch{Changes: pending})
+	}
+	return nil
+}

@@ -77,3 +77,64 @@ func TestHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestDebeziumHandler: a Debezium source's changes are applied as they
+// arrive (nothing would release held ones), its watermark stays unset
+// unless the estimate is on, and the estimate claims no commit position.
+func TestDebeziumHandler(t *testing.T) {
+	at := time.Now().Add(-time.Second)
+	caughtUp := kafka.Event{Kind: kafka.EventCaughtUp, Watermark: schemas.Progress{CommitTime: at}}
+	tests := []struct {
+		name        string
+		estimate    bool
+		events      []kafka.Event
+		wantChanges uint64
+		wantResets  uint64
+		wantMark    bool
+		wantInvalid uint64
+	}{
+		{name: "changes are applied at once", events: []kafka.Event{change(10), change(20)}, wantChanges: 2},
+		{name: "caught up moves no watermark by default", events: []kafka.Event{change(10), caughtUp}, wantChanges: 1},
+		{name: "caught up moves the estimate when asked", estimate: true, events: []kafka.Event{change(10), caughtUp}, wantChanges: 1, wantMark: true},
+		{name: "caught up before any change sets no estimate", estimate: true,
+			events: []kafka.Event{{Kind: kafka.EventCaughtUp}}},
+		{name: "an undecodable record invalidates its table at once",
+			events:      []kafka.Event{{Kind: kafka.EventInvalid, Invalid: &kafka.DecodeError{Schema: "public", Table: "t"}}},
+			wantChanges: 1, wantInvalid: 1},
+		{name: "an undecodable record of unknown table purges at once",
+			events:     []kafka.Event{{Kind: kafka.EventInvalid, Invalid: &kafka.DecodeError{}}},
+			wantResets: 1, wantInvalid: 1},
+		{name: "lost offsets purge and forget the estimate", estimate: true,
+			events:      []kafka.Event{change(10), caughtUp, {Kind: kafka.EventPurge, Reason: "offsets lost"}},
+			wantChanges: 1, wantResets: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := materialize.New(materialize.Config{MaxBytes: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			h := region.NewDebeziumHandler(m, "pg.public.t", tt.estimate, nil)
+			for _, ev := range tt.events {
+				if err := h.Apply(context.Background(), ev); err != nil {
+					t.Fatalf("Apply(%v): %v", ev.Kind, err)
+				}
+			}
+			s := m.Stats()
+			if s.Changes != tt.wantChanges || s.Resets != tt.wantResets {
+				t.Errorf("applied %d changes and %d resets, want %d and %d", s.Changes, s.Resets, tt.wantChanges, tt.wantResets)
+			}
+			pos, commit, ok := m.Watermark()
+			if ok != tt.wantMark {
+				t.Fatalf("watermark set %v, want %v", ok, tt.wantMark)
+			}
+			if ok && (pos != region.EstimatePosition || !commit.Equal(at)) {
+				t.Errorf("estimate at %s, %s; want %s, %s", pos, commit, region.EstimatePosition, at)
+			}
+			if h.Invalid() != tt.wantInvalid {
+				t.Errorf("%d invalid records counted, want %d", h.Invalid(), tt.wantInvalid)
+			}
+		})
+	}
+}

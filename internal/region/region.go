@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +29,24 @@ type Config struct {
 	Region string
 	// Brokers are Kafka's bootstrap brokers. Required.
 	Brokers []string
-	// Topic is the source's topic (freshet ingest's --topic). Required.
+	// Topic is the source's topic (freshet ingest's --topic). Required
+	// unless DebeziumTopics is set.
 	Topic string
+	// DebeziumTopics, when set, feed the region instead of Topic: Debezium
+	// table topics named prefix.schema.table (Debezium's default), whose
+	// tables are the ones cached. Such a source has no watermark (ADR
+	// 0006): the region tunnels every read unless DebeziumAssumeLag is
+	// set.
+	DebeziumTopics []string
+	// DebeziumAssumeLag, when positive, serves cached reads of a Debezium
+	// region while every partition is delivered up to its end and the
+	// newest change committed within this long: an estimate, not a bound,
+	// since Kafka Connect may hold changes it has not produced. It replaces
+	// StalenessBound. Zero: no estimate.
+	DebeziumAssumeLag time.Duration
+	// DebeziumFromBeginning makes a Debezium region with no committed
+	// offsets read its topics from the start (default: the end).
+	DebeziumFromBeginning bool
 	// Origin is the origin PostgreSQL URL: misses, writes and
 	// transactions are tunneled there, and the catalog is read from it.
 	// Required.
@@ -63,8 +80,15 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	m        atomic.Pointer[materialize.Materializer]
-	consumer atomic.Pointer[kafka.Consumer]
+	consumer atomic.Pointer[stream]
 	handler  atomic.Pointer[Handler]
+}
+
+// stream is what feeds the handler: a kafka.Consumer or a
+// kafka.DebeziumConsumer.
+type stream interface {
+	Run(ctx context.Context) error
+	Stats() kafka.Stats
 }
 
 // New validates cfg.
@@ -74,10 +98,23 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("region: Config.Region is required")
 	case len(cfg.Brokers) == 0:
 		return nil, errors.New("region: Config.Brokers is required")
-	case cfg.Topic == "":
+	case cfg.Topic == "" && len(cfg.DebeziumTopics) == 0:
 		return nil, errors.New("region: Config.Topic is required")
-	case cfg.CacheBytes < 0 || cfg.StalenessBound < 0:
+	case cfg.CacheBytes < 0 || cfg.StalenessBound < 0 || cfg.DebeziumAssumeLag < 0:
 		return nil, errors.New("region: negative value in Config")
+	case cfg.DebeziumAssumeLag > 0 && len(cfg.DebeziumTopics) == 0:
+		return nil, errors.New("region: Config.DebeziumAssumeLag needs DebeziumTopics")
+	}
+	for _, topic := range cfg.DebeziumTopics {
+		if _, table := kafka.DebeziumTopicTable(topic); table == "" {
+			return nil, fmt.Errorf("region: Debezium topic %q is not named prefix.schema.table", topic)
+		}
+	}
+	if len(cfg.DebeziumTopics) > 0 {
+		cfg.Topic = strings.Join(cfg.DebeziumTopics, ",")
+		if cfg.DebeziumAssumeLag > 0 {
+			cfg.StalenessBound = cfg.DebeziumAssumeLag
+		}
 	}
 	if _, err := front.OriginAddr(cfg.Origin); err != nil {
 		return nil, fmt.Errorf("region: Config.Origin: %w", err)
@@ -113,7 +150,7 @@ func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
 // part fails. The cache starts empty and serves nothing before the first
 // progress marker arrives from Kafka.
 func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
-	published, err := n.published(ctx)
+	published, err := n.tables(ctx)
 	if err != nil {
 		return err
 	}
@@ -128,18 +165,52 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		return fmt.Errorf("region: %w", err)
 	}
 	defer f.Close()
-	h := NewHandler(f.M, cfg.Topic, n.log)
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Region: cfg.Region, Handler: h, Logger: n.log})
+	h, c, err := n.stream(f.M)
 	if err != nil {
 		return fmt.Errorf("region: %w", err)
 	}
 	n.m.Store(f.M)
 	n.handler.Store(h)
-	n.consumer.Store(c)
+	n.consumer.Store(&c)
 	return n.serve(ctx, f, c, ready, len(published))
 }
 
-func (n *Node) serve(ctx context.Context, f *front.Front, c *kafka.Consumer, ready func(string), tables int) error {
+// stream builds the consumer feeding m: the native one, or Debezium's.
+func (n *Node) stream(m *materialize.Materializer) (*Handler, stream, error) {
+	cfg := n.cfg
+	if len(cfg.DebeziumTopics) == 0 {
+		h := NewHandler(m, cfg.Topic, n.log)
+		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Region: cfg.Region, Handler: h, Logger: n.log})
+		return h, c, err
+	}
+	estimate := cfg.DebeziumAssumeLag > 0
+	h := NewDebeziumHandler(m, cfg.Topic, estimate, n.log)
+	dc := kafka.DebeziumConfig{Brokers: cfg.Brokers, Topics: cfg.DebeziumTopics, Region: cfg.Region, Handler: h,
+		FromBeginning: cfg.DebeziumFromBeginning, Logger: n.log}
+	if estimate {
+		// Check often against the lag assumed, so the estimate's own age
+		// stays small next to it.
+		dc.CaughtUpInterval = min(max(cfg.DebeziumAssumeLag/10, 20*time.Millisecond), time.Second)
+	}
+	c, err := kafka.NewDebeziumConsumer(dc)
+	return h, c, err
+}
+
+// tables are the tables whose reads are cached: the ingest's
+// publication's, or those the Debezium topics name.
+func (n *Node) tables(ctx context.Context) ([]string, error) {
+	if len(n.cfg.DebeziumTopics) == 0 {
+		return n.published(ctx)
+	}
+	var out []string
+	for _, topic := range n.cfg.DebeziumTopics {
+		schema, table := kafka.DebeziumTopicTable(topic)
+		out = append(out, schema+"."+table)
+	}
+	return out, nil
+}
+
+func (n *Node) serve(ctx context.Context, f *front.Front, c stream, ready func(string), tables int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)

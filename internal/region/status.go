@@ -15,7 +15,14 @@ type Status struct {
 	Region    string          `json:"region"`
 	Topic     string          `json:"topic"`
 	Watermark admin.Watermark `json:"watermark"`
-	Consumer  ConsumerStatus  `json:"consumer"`
+	// Freshness says what the watermark means: "bound" (progress markers:
+	// the lag is a bound), "unknown" (a Debezium source: no watermark,
+	// every read goes to the origin) or "estimate" (a Debezium source
+	// with an assumed lag: not a bound).
+	Freshness string `json:"freshness"`
+	// FreshnessReason explains a freshness other than "bound".
+	FreshnessReason string         `json:"freshness_reason,omitempty"`
+	Consumer        ConsumerStatus `json:"consumer"`
 	// Cache is nil until the node has started.
 	Cache *materialize.Stats `json:"cache,omitempty"`
 }
@@ -32,9 +39,20 @@ type ConsumerStatus struct {
 // Status reports the node's freshness and counters.
 func (n *Node) Status() Status {
 	m := n.m.Load()
-	s := Status{Region: n.cfg.Region, Topic: n.cfg.Topic, Watermark: admin.WatermarkOf(m, n.cfg.StalenessBound, time.Now())}
+	s := Status{Region: n.cfg.Region, Topic: n.cfg.Topic, Watermark: admin.WatermarkOf(m, n.cfg.StalenessBound, time.Now()), Freshness: "bound"}
+	switch {
+	case len(n.cfg.DebeziumTopics) == 0:
+	case n.cfg.DebeziumAssumeLag > 0:
+		s.Freshness = "estimate"
+		s.FreshnessReason = "Debezium topics carry no progress markers; the lag is now minus the newest change's commit time, " +
+			"counted only while every partition is read to its end. Not a bound: Kafka Connect may hold changes it has not produced (ADR 0006)"
+		s.Watermark.Position = "" // EstimatePosition claims no commit position
+	default:
+		s.Freshness = "unknown"
+		s.FreshnessReason = "Debezium topics carry no progress markers, so no staleness bound can be shown: every read goes to the origin (ADR 0006)"
+	}
 	if c := n.consumer.Load(); c != nil {
-		s.Consumer.Stats = c.Stats()
+		s.Consumer.Stats = (*c).Stats()
 	}
 	if h := n.handler.Load(); h != nil {
 		s.Consumer.Invalid, s.Consumer.Purges = h.Invalid(), h.Purges()
