@@ -30,8 +30,8 @@ func (m *Materializer) invalidateEarly(b *ingest.Batch) []*cache.Entry {
 	for i := range b.Changes {
 		m.ix.apply(&b.Changes[i], &inv)
 	}
-	m.stats.invalidated.Add(uint64(len(inv.Entries)))
-	m.metrics.applied(0, len(inv.Entries))
+	// Counted by Apply with the second pass's: a reader of the counters
+	// then knows both passes are done.
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
 	}

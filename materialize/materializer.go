@@ -491,14 +491,15 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 				"table", c.Schema+"."+c.Table, "columns", inv.Fallback[n:])
 		}
 	}
-	m.stats.changes.Add(uint64(len(b.Changes)))
-	m.stats.invalidated.Add(uint64(len(inv.Entries)))
-	m.metrics.applied(len(b.Changes), len(inv.Entries))
 	for _, e := range inv.Entries {
 		m.store.Remove(e)
 	}
-	if m.refresh != nil && len(inv.Entries)+len(early) > 0 {
-		m.refresh.invalidated(m.cfg.Now(), unionEntries(early, inv.Entries))
+	gone := unionEntries(early, inv.Entries)
+	m.stats.changes.Add(uint64(len(b.Changes)))
+	m.stats.invalidated.Add(uint64(len(gone)))
+	m.metrics.applied(len(b.Changes), len(gone))
+	if m.refresh != nil && len(gone) > 0 {
+		m.refresh.invalidated(m.cfg.Now(), gone)
 	}
 	if m.ix.appliedSince() >= pruneEvery {
 		m.ix.prune()
