@@ -71,6 +71,8 @@ type Producer struct {
 	mu     sync.Mutex
 	failed error // the first write error; sticky
 	closed bool
+
+	hook stageHook // set by benchmarks before the first Publish
 }
 
 type pending struct {
@@ -254,6 +256,7 @@ func (p *Producer) gather(wait bool) (group []pending, open bool) {
 func (p *Producer) writeGroup(acked, group []pending) []pending {
 	err := p.sticky()
 	if err == nil {
+		p.trace(stageWrite, group)
 		err = summarize(p.write(acked, group))
 		if err != nil {
 			p.mu.Lock()
@@ -262,6 +265,10 @@ func (p *Producer) writeGroup(acked, group []pending) []pending {
 			p.mu.Unlock()
 			p.log.Error("kafka write failed; nothing later is acknowledged", "topic", p.cfg.Topic, "err", err)
 		}
+	}
+	if err == nil {
+		p.trace(stageMarked, acked)
+		p.trace(stageAcked, group)
 	}
 	for _, pd := range acked {
 		pd.done(err)
@@ -273,6 +280,15 @@ func (p *Producer) writeGroup(acked, group []pending) []pending {
 		return nil
 	}
 	return group
+}
+
+func (p *Producer) trace(stage string, batches []pending) {
+	if p.hook == nil {
+		return
+	}
+	for _, pd := range batches {
+		p.hook(stage, "", pd.b.Progress.Position, time.Time{})
+	}
 }
 
 func (p *Producer) sticky() error {
