@@ -66,7 +66,8 @@ func (f *fetcher) fetch() ([]kafkago.Message, error) {
 		}
 		msgs = append(msgs, m)
 	}
-	if err := b.Close(); err != nil {
+	// kafka-go reports a fetch that found nothing new as RequestTimedOut.
+	if err := b.Close(); err != nil && !errors.Is(err, kafkago.RequestTimedOut) {
 		return nil, err
 	}
 	return msgs, nil
