@@ -120,9 +120,6 @@ func (m *merger) handle(ctx context.Context, it item) error {
 	case it.err != nil:
 		return fmt.Errorf("kafka consumer: partition %d: %w", it.partition, it.err)
 	}
-	if m.c.hook != nil {
-		m.c.hook(stageMerged, it.rec.kind, it.rec.position(), time.Time{})
-	}
 	if it.release == nil {
 		m.parts[it.partition].next = it.offset + 1
 	}

@@ -283,13 +283,6 @@ func (p *Producer) writeGroup(acked, group []pending) []pending {
 			p.log.Error("kafka write failed; nothing later is acknowledged", "topic", p.cfg.Topic, "err", err)
 		}
 	}
-	if err == nil {
-		p.trace(stageMarked, acked)
-		p.trace(stageAcked, group)
-		if sealed {
-			p.trace(stageMarked, group)
-		}
-	}
 	for _, pd := range acked {
 		pd.done(err)
 	}
@@ -302,6 +295,7 @@ func (p *Producer) writeGroup(acked, group []pending) []pending {
 	return group
 }
 
+// trace tells the benchmarks' hook that batches reached stage.
 func (p *Producer) trace(stage string, batches []pending) {
 	if p.hook == nil {
 		return

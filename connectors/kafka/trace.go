@@ -9,10 +9,7 @@ import (
 // Pipeline stages a record passes, for finding where latency goes.
 const (
 	stageWrite   = "write"   // the producer hands the batch's data to kafka-go
-	stageAcked   = "acked"   // Kafka acknowledged the batch's data
-	stageMarked  = "marked"  // Kafka acknowledged the batch's progress marker
-	stageFetched = "fetched" // a partition reader got the record (t is the record's Kafka timestamp)
-	stageMerged  = "merged"  // the merge loop took the record
+	stageFetched = "fetched" // a partition reader got the record
 )
 
 // stageHook is told when a record of the transaction at pos reaches a
