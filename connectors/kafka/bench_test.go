@@ -146,14 +146,18 @@ func BenchmarkFreshness(b *testing.B) {
 			b.Fatal(err)
 		}
 		st := newStageTimes()
-		got := make(chan struct{})
-		var once sync.Once
+		got, ready := make(chan struct{}), make(chan struct{})
+		var once, readyOnce sync.Once
+		warmUp := schemas.Position{LSN: pos(0).LSN - 1}
 		last := pos(samples - 1)
 		h := kafka.HandlerFunc(func(_ context.Context, ev kafka.Event) error {
 			switch ev.Kind {
 			case kafka.EventChange:
 				st.mark("delivered", ev.Change.Position, time.Now())
 			case kafka.EventWatermark:
+				if ev.Watermark.Position.Covers(warmUp) {
+					readyOnce.Do(func() { close(ready) })
+				}
 				st.watermark(ev.Watermark.Position, time.Now())
 				if ev.Watermark.Position.Covers(last) {
 					once.Do(func() { close(got) })
@@ -168,7 +172,17 @@ func BenchmarkFreshness(b *testing.B) {
 		kafka.SetStageHooks(p, c, st.hook)
 		rctx, stop := context.WithCancel(ctx)
 		go func() { _ = c.Run(rctx) }()
-		time.Sleep(500 * time.Millisecond) // let the region reach the partitions
+		// Time nothing until the region delivers a watermark: a fresh
+		// broker's group coordinator may take a few retries to load.
+		warm := &ingest.Batch{Progress: schemas.Progress{Source: testSource, Position: warmUp, CommitTime: time.Now()}}
+		if err := p.Publish(ctx, warm, func(error) {}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-ready:
+		case <-time.After(30 * time.Second):
+			b.Fatal("the region delivered no watermark")
+		}
 		tick := time.NewTicker(every)
 		for i := range samples {
 			<-tick.C
