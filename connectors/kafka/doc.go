@@ -15,7 +15,10 @@
 // Records without a key (TRUNCATE, schema changes, and updates that move a
 // row to another primary key) are written to every partition and the
 // consumer treats them as a barrier: it delivers one copy, once every
-// partition has reached it. After Kafka acknowledged every change up to
-// position X, a progress marker X goes to every partition; a consumer's
-// watermark is the minimum over partitions of the last marker it read.
+// partition has reached it. A progress marker X goes to every partition
+// behind every change up to X, and is never in a partition's log without
+// them: it rides in the same record batch as the partition's changes of X
+// (which Kafka appends whole or not at all) or, for writes too large for
+// one batch, follows once Kafka acknowledged them. A consumer's watermark
+// is the minimum over partitions of the last marker it read.
 package kafka

@@ -74,9 +74,20 @@ func newMerger(c *Consumer, start []resumePoint) *merger {
 	return m
 }
 
+// loop merges items until ctx ends or something fails. Offsets are
+// committed every CommitInterval by a goroutine of their own: a commit is
+// a round trip to the group coordinator, and records arriving meanwhile
+// would wait for it.
 func (m *merger) loop(ctx context.Context, items <-chan item) error {
 	tick := time.NewTicker(m.c.cfg.CommitInterval)
 	defer tick.Stop()
+	commits := make(chan []resumePoint, 1)
+	committed := make(chan struct{})
+	go m.committer(ctx, commits, committed)
+	defer func() {
+		close(commits)
+		<-committed // the caller's last commit must come after these
+	}()
 	if err := m.advance(ctx); err != nil {
 		return err
 	}
@@ -85,9 +96,11 @@ func (m *merger) loop(ctx context.Context, items <-chan item) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if err := m.commit(ctx); err != nil {
-				m.c.log.Warn("offset commit failed; will retry", "err", err)
+			select {
+			case <-commits: // not taken yet; this snapshot is newer
+			default:
 			}
+			commits <- m.points()
 		case it := <-items:
 			if err := m.handle(ctx, it); err != nil {
 				return err
@@ -239,12 +252,28 @@ func (m *merger) malformed(ctx context.Context, de *DecodeError) error {
 	return m.apply(ctx, Event{Kind: EventInvalid, Invalid: de})
 }
 
+// committer commits the snapshots loop sends, in order, and closes done
+// when commits is closed.
+func (m *merger) committer(ctx context.Context, commits <-chan []resumePoint, done chan<- struct{}) {
+	defer close(done)
+	for pts := range commits {
+		if err := commitOffsets(ctx, m.c.client, m.c.group, m.c.cfg.Topic, pts); err != nil && ctx.Err() == nil {
+			m.c.log.Warn("offset commit failed; will retry", "err", err)
+		}
+	}
+}
+
 func (m *merger) commit(ctx context.Context) error {
+	return commitOffsets(ctx, m.c.client, m.c.group, m.c.cfg.Topic, m.points())
+}
+
+// points is where each partition resumes after a restart.
+func (m *merger) points() []resumePoint {
 	pts := make([]resumePoint, len(m.parts))
 	for p, st := range m.parts {
 		pts[p] = st.commit
 	}
-	return commitOffsets(ctx, m.c.client, m.c.group, m.c.cfg.Topic, pts)
+	return pts
 }
 
 // apply hands ev to the handler; its failure ends Run.

@@ -25,13 +25,18 @@ type ProducerConfig struct {
 	// Topic is the source's topic. Required.
 	Topic string
 	// Partitions and ReplicationFactor are used when the topic has to be
-	// created. Defaults 6 and 1.
+	// created. Defaults 3 and 1. Every write puts a marker on every
+	// partition and every region reads every partition, so each partition
+	// adds a produce request and a fetch per write; more partitions only
+	// spread decoding over more goroutines (ADR 0006).
 	Partitions        int
 	ReplicationFactor int
 	// BatchTimeout is how long kafka-go waits to fill a batch for a
 	// partition before sending it. The producer already hands kafka-go
-	// everything that is waiting in one call, so this only adds latency.
-	// Default 1ms; kafka-go's own default is 1s.
+	// everything that is waiting in one call (kafka-go assigns a call's
+	// records to a partition's batch under a lock its timer also takes, so
+	// the timer cannot cut a call's records in two), so this only adds
+	// latency. Default 1µs; kafka-go's own default is 1s.
 	BatchTimeout time.Duration
 	// BatchSize is the most records kafka-go sends to one partition in one
 	// request. Default 10000.
@@ -49,8 +54,11 @@ type ProducerConfig struct {
 
 // Producer is the ingest.Bus for one source's topic. It writes each
 // batch's changes keyed by hash(table, primary key) with acks from every
-// in-sync replica, then, once Kafka acknowledged them, the batch's progress
-// marker to every partition, and only then reports the batch durable.
+// in-sync replica, and the batch's progress marker to every partition
+// behind them: in the same write when each partition's share of it is one
+// Kafka record batch (appended whole or not at all), else in the next write
+// once Kafka acknowledged the data. Only then does it report the batch
+// durable.
 //
 // A failed write poisons the producer: that batch and every later one
 // report the error, because kafka-go has no idempotent producer and some
@@ -71,7 +79,13 @@ type Producer struct {
 	mu     sync.Mutex
 	failed error // the first write error; sticky
 	closed bool
+
+	hook stageHook // set by benchmarks before the first Publish
 }
+
+// batchBytes is kafka-go's BatchBytes: the most bytes of records it sends
+// to one partition in one request.
+const batchBytes = 16 << 20
 
 type pending struct {
 	b    *ingest.Batch
@@ -104,7 +118,7 @@ func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
 			RequiredAcks: kafkago.RequireAll, // the zero Writer would not wait for any ack
 			BatchTimeout: cfg.BatchTimeout,
 			BatchSize:    cfg.BatchSize,
-			BatchBytes:   16 << 20,
+			BatchBytes:   batchBytes,
 			Compression:  cfg.Compression,
 			WriteTimeout: cfg.WriteTimeout,
 			ReadTimeout:  cfg.WriteTimeout,
@@ -131,9 +145,9 @@ func (cfg *ProducerConfig) defaults() error {
 		cfg.BatchTimeout < 0 || cfg.WriteTimeout < 0:
 		return errors.New("kafka producer: sizes and durations must not be negative")
 	}
-	cfg.Partitions = or(cfg.Partitions, 6)
+	cfg.Partitions = or(cfg.Partitions, 3)
 	cfg.ReplicationFactor = or(cfg.ReplicationFactor, 1)
-	cfg.BatchTimeout = or(cfg.BatchTimeout, time.Millisecond)
+	cfg.BatchTimeout = or(cfg.BatchTimeout, time.Microsecond)
 	cfg.BatchSize = or(cfg.BatchSize, 10000)
 	cfg.QueueBatches = or(cfg.QueueBatches, 256)
 	cfg.WriteTimeout = or(cfg.WriteTimeout, 10*time.Second)
@@ -205,10 +219,11 @@ func (p *Producer) Close() error {
 	}
 }
 
-// run writes queued batches in order. Each write carries the progress
-// markers of the batches whose data the previous write made durable, then
-// the data of every batch waiting now: one acknowledged round trip per
-// group under load, and an idle source's heartbeat goes out at once.
+// run writes queued batches in order, one write at a time. A write
+// carries the data of every batch waiting now and, when it is small enough
+// to be appended atomically per partition, their progress marker: one
+// acknowledged round trip per group. A larger write's marker goes at the
+// front of the next one. An idle source's heartbeat goes out at once.
 func (p *Producer) run() {
 	defer p.wg.Done()
 	var acked []pending // data durable; marker not yet
@@ -248,14 +263,19 @@ func (p *Producer) gather(wait bool) (group []pending, open bool) {
 }
 
 // writeGroup writes acked's last marker to every partition and group's
-// data in one call, reports acked's batches, and returns group: its data
-// is durable, its marker goes with the next write. After a failure every
-// batch, now and later, reports the error.
+// data in one call, then reports acked's batches. group's own marker goes
+// at the end of the same call when that is safe (see sealable), and group
+// is reported too; otherwise group is returned: its data is durable, its
+// marker goes with the next write. After a failure every batch, now and
+// later, reports the error.
 func (p *Producer) writeGroup(acked, group []pending) []pending {
 	err := p.sticky()
+	sealed := false
 	if err == nil {
-		err = summarize(p.write(acked, group))
+		p.trace(stageWrite, group)
+		sealed, err = p.write(acked, group)
 		if err != nil {
+			err = summarize(err)
 			p.mu.Lock()
 			p.failed = fmt.Errorf("kafka producer: write to %s failed; restart from the durable position: %w", p.cfg.Topic, err)
 			err = p.failed
@@ -266,13 +286,23 @@ func (p *Producer) writeGroup(acked, group []pending) []pending {
 	for _, pd := range acked {
 		pd.done(err)
 	}
-	if err != nil {
+	if err != nil || sealed {
 		for _, pd := range group {
 			pd.done(err)
 		}
 		return nil
 	}
 	return group
+}
+
+// trace tells the benchmarks' hook that batches reached stage.
+func (p *Producer) trace(stage string, batches []pending) {
+	if p.hook == nil {
+		return
+	}
+	for _, pd := range batches {
+		p.hook(stage, "", pd.b.Progress.Position, time.Time{})
+	}
 }
 
 func (p *Producer) sticky() error {
@@ -282,38 +312,81 @@ func (p *Producer) sticky() error {
 }
 
 // write sends the last progress marker of acked to every partition (acked's
-// data is already durable: a marker never precedes data Kafka did not
-// acknowledge), then group's data. Keyless changes and resets go to every
-// partition in their place in the order.
-func (p *Producer) write(acked, group []pending) error {
-	var msgs []kafkago.Message
+// data is already durable), then group's data, then, if sealable, group's
+// last marker to every partition; sealed says whether it did. Keyless
+// changes and resets go to every partition in their place in the order.
+func (p *Producer) write(acked, group []pending) (sealed bool, err error) {
+	msgs, err := p.appendMarkers(nil, acked)
+	if err != nil {
+		return false, err
+	}
+	for _, pd := range group {
+		if msgs, err = p.appendBatch(msgs, pd.b); err != nil {
+			return false, err
+		}
+	}
+	if withMarkers, err := p.appendMarkers(msgs, group); err != nil {
+		return false, err
+	} else if len(withMarkers) > len(msgs) && p.sealable(withMarkers) {
+		msgs, sealed = withMarkers, true
+	}
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	// WriteTimeout and MaxAttempts bound the write.
+	return sealed, p.w.WriteMessages(context.Background(), msgs...)
+}
+
+// appendMarkers appends the last progress marker of batches, one copy per
+// partition; nothing if no batch carries one.
+func (p *Producer) appendMarkers(msgs []kafkago.Message, batches []pending) ([]kafkago.Message, error) {
 	var progress *schemas.Progress
-	for _, pd := range acked {
+	for _, pd := range batches {
 		if pd.b.Reset == nil && !pd.b.Progress.Position.IsZero() {
 			progress = &pd.b.Progress
 		}
 	}
-	if progress != nil {
-		for part := range p.partitions {
-			m, err := controlMessage(kindProgress, progress, part)
-			if err != nil {
-				return err
-			}
-			msgs = append(msgs, m)
+	if progress == nil {
+		return msgs, nil
+	}
+	for part := range p.partitions {
+		m, err := controlMessage(kindProgress, progress, part)
+		if err != nil {
+			return nil, err
 		}
+		msgs = append(msgs, m)
 	}
-	for _, pd := range group {
-		var err error
-		if msgs, err = p.appendBatch(msgs, pd.b); err != nil {
-			return err
-		}
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	// WriteTimeout and MaxAttempts bound the write.
-	return p.w.WriteMessages(context.Background(), msgs...)
+	return msgs, nil
 }
+
+// sealable reports whether a marker may ride in the same write as the data
+// it covers. kafka-go turns one partition's records of one WriteMessages
+// call into one produce request and one Kafka record batch unless they
+// exceed BatchSize records or BatchBytes, and the broker appends a record
+// batch whole or not at all: a marker in the same record batch as the data
+// before it is in the log exactly when that data is. Writes never overlap,
+// so every earlier write was acknowledged. A write that kafka-go would split
+// could land its marker's batch after the data's batch failed, so large
+// writes send the marker in the next one instead. The bounds are checked on
+// the whole write, which is at least any one partition's share of it.
+func (p *Producer) sealable(msgs []kafkago.Message) bool {
+	if len(msgs) > p.cfg.BatchSize {
+		return false
+	}
+	var size int
+	for i := range msgs {
+		m := &msgs[i]
+		size += len(m.Key) + len(m.Value) + recordOverhead
+		for _, h := range m.Headers {
+			size += len(h.Key) + len(h.Value) + recordOverhead
+		}
+	}
+	return size <= batchBytes/2
+}
+
+// recordOverhead over-estimates what kafka-go counts toward BatchBytes for
+// a record or header besides its key and value.
+const recordOverhead = 64
 
 // appendBatch encodes one batch's data records.
 func (p *Producer) appendBatch(msgs []kafkago.Message, b *ingest.Batch) ([]kafkago.Message, error) {

@@ -133,6 +133,17 @@ type record struct {
 	reset    schemas.Reset
 }
 
+// position is the commit position the record belongs to.
+func (r *record) position() schemas.Position {
+	switch r.kind {
+	case kindChange:
+		return r.change.Position
+	case kindProgress:
+		return r.progress.Position
+	}
+	return r.reset.Position
+}
+
 // DecodeError is a record the consumer could not decode; it is skipped.
 type DecodeError struct {
 	Topic     string
