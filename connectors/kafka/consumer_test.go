@@ -298,3 +298,25 @@ func commitOnce(ctx context.Context, client *kafkago.Client, req *kafkago.Offset
 	}
 	return nil
 }
+
+// TestLargeTransactionFitsTheBroker: one transaction whose records for a
+// partition add up to several MiB, incompressible, is split into record
+// batches the broker's default 1 MiB limit accepts, instead of one batch
+// it would refuse on every retry.
+func TestLargeTransactionFitsTheBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	brokers := testenv.KafkaBrokers(t)
+	topic := testenv.UniqueName("freshet_large_tx")
+	prod := newProducer(ctx, t, brokers, topic, 1)
+	tx := txn(0, 400, 400)
+	cols := append([]schemas.Column{}, testCols...)
+	cols = append(cols, schemas.Column{Name: "blob", Type: "text", Family: schemas.FamilyText})
+	noise := make([]byte, 8<<10)
+	for i := range tx.Changes {
+		_, _ = rand.Read(noise)
+		tx.Changes[i].Columns = cols
+		tx.Changes[i].After = append(tx.Changes[i].After, hex.EncodeToString(noise))
+	}
+	publishAll(ctx, t, prod, []*ingest.Batch{batchOf(tx)})
+}

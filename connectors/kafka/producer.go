@@ -84,8 +84,12 @@ type Producer struct {
 }
 
 // batchBytes is kafka-go's BatchBytes: the most bytes of records it sends
-// to one partition in one request.
-const batchBytes = 16 << 20
+// to one partition in one request. It stays under the broker's default
+// message.max.bytes (1 MiB for a whole record batch): kafka-go counts
+// records before compression, so a batch it builds always fits, whereas a
+// larger limit could build a batch the broker refuses on every retry and
+// stall the ingest for good.
+const batchBytes = 960 << 10
 
 type pending struct {
 	b    *ingest.Batch
