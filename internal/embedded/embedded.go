@@ -147,40 +147,17 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		return err
 	}
 	n.pipe.Store(pipe)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 3)
-	part := func(name string, run func() error) {
-		err := run()
-		if err != nil && ctx.Err() == nil {
-			err = fmt.Errorf("%s: %w", name, err)
-		} else {
-			err = nil
-		}
-		errc <- err
+	parts := []front.Part{
+		{Name: "ingest", Run: pipe.Run},
+		{Name: "materializer", Run: func(ctx context.Context) error { return f.M.Run(ctx, sub) }},
+		{Name: "front end", Run: f.Serve},
 	}
-	go part("ingest", func() error { return pipe.Run(ctx) })
-	go part("materializer", func() error { return f.M.Run(ctx, sub) })
-	go part("front end", func() error { return f.Serve(ctx) })
-	n.log.Info("freshet up", "listen", f.Addr(), "origin", n.addr, "slot", cfg.Slot,
-		"publication", cfg.Publication, "tables", len(published))
-	if ready != nil {
-		ready(f.Addr())
-	}
-	var first error
-	pending := 3
-	select {
-	case first = <-errc:
-		pending--
-	case <-ctx.Done():
-	}
-	cancel()
-	f.Close()
-	bus.Close()
-	for ; pending > 0; pending-- {
-		if err := <-errc; first == nil {
-			first = err
+	started := func() {
+		n.log.Info("freshet up", "listen", f.Addr(), "origin", n.addr, "slot", cfg.Slot,
+			"publication", cfg.Publication, "tables", len(published))
+		if ready != nil {
+			ready(f.Addr())
 		}
 	}
-	return first
+	return front.RunParts(ctx, parts, started, func() { f.Close(); bus.Close() })
 }

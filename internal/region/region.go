@@ -211,40 +211,21 @@ func (n *Node) tables(ctx context.Context) ([]string, error) {
 }
 
 func (n *Node) serve(ctx context.Context, f *front.Front, c stream, ready func(string), tables int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 3)
-	part := func(name string, run func() error) {
-		err := run()
-		if err != nil && ctx.Err() == nil {
-			err = fmt.Errorf("region: %s: %w", name, err)
-		} else {
-			err = nil
-		}
-		errc <- err
+	parts := []front.Part{
+		{Name: "kafka consumer", Run: c.Run},
+		{Name: "front end", Run: f.Serve},
+		{Name: "materializer", Run: func(ctx context.Context) error { f.M.Background(ctx); return nil }},
 	}
-	go part("kafka consumer", func() error { return c.Run(ctx) })
-	go part("front end", func() error { return f.Serve(ctx) })
-	go part("materializer", func() error { f.M.Background(ctx); return nil })
-	n.log.Info("freshet serve", "listen", f.Addr(), "topic", n.cfg.Topic, "publication", n.cfg.Publication, "tables", tables)
-	if ready != nil {
-		ready(f.Addr())
-	}
-	var first error
-	pending := 3
-	select {
-	case first = <-errc:
-		pending--
-	case <-ctx.Done():
-	}
-	cancel()
-	f.Close()
-	for ; pending > 0; pending-- {
-		if err := <-errc; first == nil {
-			first = err
+	started := func() {
+		n.log.Info("freshet serve", "listen", f.Addr(), "topic", n.cfg.Topic, "publication", n.cfg.Publication, "tables", tables)
+		if ready != nil {
+			ready(f.Addr())
 		}
 	}
-	return first
+	if err := front.RunParts(ctx, parts, started, f.Close); err != nil {
+		return fmt.Errorf("region: %w", err)
+	}
+	return nil
 }
 
 // published reads the publication's tables, waiting while it does not
