@@ -189,7 +189,9 @@ func (s *session) pumpOrigin() error {
 			}
 			hdr, err := r.Peek(5)
 			if err != nil {
-				if s.closing.Load() {
+				// Part of a next header in the buffer means the backend
+				// is mid-message: not a boundary, never reusable.
+				if s.closing.Load() && r.Buffered() == 0 {
 					return fmt.Errorf("%w: %w", errAtBoundary, err)
 				}
 				return fmt.Errorf("read origin: %w", err)
