@@ -16,54 +16,8 @@ import (
 
 	"github.com/freshetdb/freshet/internal/ingestnode"
 	"github.com/freshetdb/freshet/internal/region"
-	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/schemas"
 )
-
-// privateKafka is a broker of the test's own, started with the launcher,
-// so that stopping it disturbs no other test.
-type privateKafka struct {
-	launcher, dir string
-	brokers       []string
-}
-
-func startPrivateKafka(t *testing.T) *privateKafka {
-	t.Helper()
-	testenv.KafkaBrokers(t) // skip (or fail under make test) like every Kafka test
-	launcher, err := filepath.Abs("env/freshet-env")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(launcher, "up", "--only", "kafka")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	k := &privateKafka{launcher: launcher}
-	for _, line := range strings.Split(string(out), "\n") {
-		name, val, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		val = strings.Trim(val, "'")
-		switch {
-		case !ok:
-		case name == "FRESHET_TEST_ENV_DIR":
-			k.dir = val
-		case name == "FRESHET_TEST_KAFKA_BROKERS":
-			k.brokers = strings.Split(val, ",")
-		}
-	}
-	if k.dir != "" {
-		t.Cleanup(func() { k.run(t, "down") })
-	}
-	if err != nil || k.dir == "" || len(k.brokers) == 0 {
-		t.Fatalf("private Kafka: %v\n%s", err, out)
-	}
-	return k
-}
-
-func (k *privateKafka) run(t *testing.T, verb string) {
-	t.Helper()
-	if out, err := exec.Command(k.launcher, verb, k.dir).CombinedOutput(); err != nil {
-		t.Errorf("freshet-env %s: %v\n%s", verb, err, out)
-	}
-}
 
 // buildFreshet builds cmd/freshet into a temporary directory.
 func buildFreshet(t *testing.T) string {

@@ -35,7 +35,7 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	pgURL := testenv.PostgresURL(t)
-	k := startPrivateKafka(t)
+	k := testenv.StartPrivateKafka(t)
 	bin := buildFreshet(t)
 	name := testenv.UniqueName("kp")
 	table := name + "_acct"
@@ -48,7 +48,7 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 		INSERT INTO %s SELECT g, 0 FROM generate_series(1, %d) g`, table, table, rows)); err != nil {
 		t.Fatal(err)
 	}
-	brokers := k.brokers[0]
+	brokers := k.Brokers[0]
 	ingestAdmin := freePort(t)
 	ing := startChild(t, bin, "ingest", "ingest", "--source", pgURL, "--kafka", brokers, "--topic", name, "--partitions", "3",
 		"--slot", name+"_slot", "--publication", name+"_pub", "--tables", "public."+table, "--heartbeat", "20ms", "--metrics", ingestAdmin)
@@ -167,9 +167,9 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	caughtUp(90 * time.Second)
 	step("region b killed and restarted")
 
-	k.run(t, "kafka-stop")
+	k.Stop(t)
 	time.Sleep(2 * time.Second)
-	k.run(t, "kafka-resume")
+	k.Resume(t)
 	caughtUp(2 * time.Minute)
 	step("broker stopped and restarted")
 	time.Sleep(time.Second)
@@ -190,7 +190,7 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	if writes.Load() < 50 || len(reads) < 100 {
 		t.Errorf("only %d writes and %d reads: the load did not run", writes.Load(), len(reads))
 	}
-	checkTopicHasEveryVersion(ctx, t, k.brokers, name, super, table)
+	checkTopicHasEveryVersion(ctx, t, k.Brokers, name, super, table)
 	checkRegionsServeNextWrite(ctx, t, super, table, rows, func() {
 		p := originLSN(ctx, t, super)
 		for _, r := range regions {

@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,53 +13,6 @@ import (
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/schemas"
 )
-
-// privateKafka starts a broker of the test's own with the launcher, so that
-// stopping it disturbs no other test, and tears it down at the end.
-type privateKafka struct {
-	launcher string
-	dir      string
-	brokers  []string
-}
-
-func startPrivateKafka(t *testing.T) *privateKafka {
-	t.Helper()
-	testenv.KafkaBrokers(t) // skip (or fail under make test) like every Kafka test
-	launcher, err := filepath.Abs("../../integration/env/freshet-env")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(launcher, "up", "--only", "kafka")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	k := &privateKafka{launcher: launcher}
-	for _, line := range strings.Split(string(out), "\n") {
-		name, val, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		val = strings.Trim(val, "'")
-		switch {
-		case !ok:
-		case name == "FRESHET_TEST_ENV_DIR":
-			k.dir = val
-		case name == "FRESHET_TEST_KAFKA_BROKERS":
-			k.brokers = strings.Split(val, ",")
-		}
-	}
-	if k.dir != "" {
-		t.Cleanup(func() { k.run(t, "down") })
-	}
-	if err != nil || k.dir == "" || len(k.brokers) == 0 {
-		t.Fatalf("private Kafka: %v\n%s", err, out)
-	}
-	return k
-}
-
-func (k *privateKafka) run(t *testing.T, verb string) {
-	t.Helper()
-	out, err := exec.Command(k.launcher, verb, k.dir).CombinedOutput()
-	if err != nil {
-		t.Errorf("freshet-env %s: %v\n%s", verb, err, out)
-	}
-}
 
 // scriptedSource emits test transactions 0, 1, ... at a steady pace
 // until finish is closed; from then on it stops at the highest one it has
@@ -173,12 +122,12 @@ func ingestLoop(ctx context.Context, t *testing.T, brokers []string, topic strin
 // key order, and the final version of every row.
 func TestBrokerRestartDuringLoad(t *testing.T) {
 	const per, keys = 3, 50
-	k := startPrivateKafka(t)
+	k := testenv.StartPrivateKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	topic := testenv.UniqueName("freshet_restart")
 	live := newRecorder()
-	runConsumer(ctx, t, kafka.ConsumerConfig{Brokers: k.brokers, Topic: topic, Region: "live_" + topic, Handler: live, FromBeginning: true})
+	runConsumer(ctx, t, kafka.ConsumerConfig{Brokers: k.Brokers, Topic: topic, Region: "live_" + topic, Handler: live, FromBeginning: true})
 
 	src := newScriptedSource(per, keys, time.Millisecond)
 	restarts := 0
@@ -186,12 +135,12 @@ func TestBrokerRestartDuringLoad(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ingestLoop(ctx, t, k.brokers, topic, src, &restarts)
+		ingestLoop(ctx, t, k.Brokers, topic, src, &restarts)
 	}()
 	live.waitFor(ctx, t, "the load to reach the region", func(evs []kafka.Event, _ schemas.Position) bool { return len(evs) > 1000 })
-	k.run(t, "kafka-stop")
+	k.Stop(t)
 	time.Sleep(2 * time.Second)
-	k.run(t, "kafka-resume")
+	k.Resume(t)
 	time.Sleep(time.Second) // the load goes on after the broker is back
 	close(src.finish)
 	wg.Wait()
@@ -202,7 +151,7 @@ func TestBrokerRestartDuringLoad(t *testing.T) {
 	t.Logf("%d transactions, %d ingest restarts", n, restarts)
 
 	late := newRecorder()
-	runConsumer(ctx, t, kafka.ConsumerConfig{Brokers: k.brokers, Topic: topic, Region: "late_" + topic, Handler: late, FromBeginning: true})
+	runConsumer(ctx, t, kafka.ConsumerConfig{Brokers: k.Brokers, Topic: topic, Region: "late_" + topic, Handler: late, FromBeginning: true})
 	for name, rec := range map[string]*recorder{"live": live, "late": late} {
 		rec.waitWatermark(ctx, t, pos(n-1))
 		checkEveryChangeOnce(t, name, changesOf(rec.snapshot()), n, per, keys)
