@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -143,4 +144,49 @@ func regionCaughtUp(ctx context.Context, t *testing.T, addr string, p schemas.Po
 func ingestStatus(ctx context.Context, addr string) (ingestnode.Status, error) {
 	var s ingestnode.Status
 	return s, getStatus(ctx, addr, &s)
+}
+
+// regionTurnsStale waits until the region behind admin addr says, in its
+// /status and its /metrics, that its watermark is past the staleness
+// bound (so its reads go to the origin).
+func regionTurnsStale(ctx context.Context, t *testing.T, addr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var s region.Status
+		err := getStatus(ctx, addr, &s)
+		if err == nil && s.Watermark.Stale {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("region %s did not report stale in %s: %+v (err %v)", addr, within, s.Watermark, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), "\nfreshet_region_stale{region=") || !strings.Contains(grepLines(string(body), "freshet_region_stale{"), "} 1") {
+		t.Errorf("region %s is stale in /status but its metrics do not say so:\n%s", addr, grepLines(string(body), "freshet_region_"))
+	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -168,7 +168,9 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	step("region b killed and restarted")
 
 	k.Stop(t)
-	time.Sleep(2 * time.Second)
+	for _, r := range regions {
+		regionTurnsStale(ctx, t, r.admin, 30*time.Second) // no markers: past the bound, tunneling, and saying so
+	}
 	k.Resume(t)
 	caughtUp(2 * time.Minute)
 	step("broker stopped and restarted")
