@@ -308,13 +308,6 @@ func tableOfTopic(topic string) (schema, table string) {
 }
 
 func (c *DebeziumConsumer) readPartition(ctx context.Context, topic string, p int, offset int64, out chan<- debeziumItem) {
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers: c.cfg.Brokers, Topic: topic, Partition: p,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: c.cfg.MaxWait,
-		ReadBackoffMin: 50 * time.Millisecond, ReadBackoffMax: time.Second,
-		OffsetOutOfRangeError: true,
-	})
-	defer func() { _ = r.Close() }()
 	send := func(it debeziumItem) bool {
 		select {
 		case out <- it:
@@ -323,20 +316,26 @@ func (c *DebeziumConsumer) readPartition(ctx context.Context, topic string, p in
 			return false
 		}
 	}
-	if err := r.SetOffset(offset); err != nil {
-		send(debeziumItem{topic: topic, partition: p, err: err})
+	f, err := dialFetcher(ctx, c.cfg.Brokers, topic, p, offset, c.cfg.MaxWait)
+	if err != nil {
+		if ctx.Err() == nil {
+			send(debeziumItem{topic: topic, partition: p, err: err})
+		}
 		return
 	}
+	defer f.close()
 	for {
-		msg, err := r.ReadMessage(ctx)
+		msgs, err := f.fetch()
 		if err != nil {
 			if ctx.Err() == nil {
 				send(debeziumItem{topic: topic, partition: p, err: err})
 			}
 			return
 		}
-		if !send(debeziumItem{topic: topic, partition: p, offset: msg.Offset, msg: msg}) {
-			return
+		for _, msg := range msgs {
+			if !send(debeziumItem{topic: topic, partition: p, offset: msg.Offset, msg: msg}) {
+				return
+			}
 		}
 	}
 }
