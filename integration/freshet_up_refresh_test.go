@@ -308,19 +308,27 @@ func TestFreshetUpRefreshBytes(t *testing.T) {
 		{"bind describe portal execute, mixed results, binary parameter", "BDPES", sel, []int16{1}, binaryID, []int16{0, 1, 0, 1, 0, 1, 0, 1, 0, 0}},
 		{"bind describe statement execute", "BDSES", sel, nil, []byte("5"), []int16{0}},
 		{"NULL parameter", "BES", sel, nil, nil, nil},
+		{"unnamed parse bind execute", "PBES", sel, nil, []byte("1"), nil},
+		{"unnamed parse bind describe portal execute", "PBDPES", sel, nil, []byte("2"), []int16{1}},
+		{"unnamed parse bind describe statement execute", "PBDSES", sel, nil, []byte("5"), []int16{0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var msgs []pgproto3.FrontendMessage
 			if tc.shape == "" {
 				msgs = []pgproto3.FrontendMessage{&pgproto3.Query{String: tc.sql}}
 			} else {
-				msgs = append(msgs, &pgproto3.Bind{PreparedStatement: "s1", ParameterFormatCodes: tc.formats,
+				stmt := "s1"
+				if strings.HasPrefix(tc.shape, "P") {
+					stmt = ""
+					msgs = append(msgs, &pgproto3.Parse{Query: tc.sql, ParameterOIDs: []uint32{23}})
+				}
+				msgs = append(msgs, &pgproto3.Bind{PreparedStatement: stmt, ParameterFormatCodes: tc.formats,
 					Parameters: [][]byte{tc.value}, ResultFormatCodes: tc.results})
-				switch tc.shape {
+				switch strings.TrimPrefix(tc.shape, "P") {
 				case "BDPES":
 					msgs = append(msgs, &pgproto3.Describe{ObjectType: 'P'})
 				case "BDSES":
-					msgs = append(msgs, &pgproto3.Describe{ObjectType: 'S', Name: "s1"})
+					msgs = append(msgs, &pgproto3.Describe{ObjectType: 'S', Name: stmt})
 				}
 				msgs = append(msgs, &pgproto3.Execute{}, &pgproto3.Sync{})
 			}

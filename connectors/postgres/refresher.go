@@ -223,8 +223,11 @@ func requestMessages(req *materialize.RefreshRequest) ([]byte, error) {
 		return nil, errors.New("postgres: refresh: statement contains NUL")
 	}
 	var describe byte
-	switch req.Shape {
+	switch strings.TrimPrefix(req.Shape, "P") {
 	case "":
+		if req.Shape != "" {
+			return nil, fmt.Errorf("postgres: refresh: unknown message shape %q", req.Shape)
+		}
 		return (&pgproto3.Query{String: req.SQL}).Encode(nil)
 	case "BES":
 	case "BDPES":
@@ -303,7 +306,7 @@ func (c *refreshConn) run(ctx context.Context, req *materialize.RefreshRequest, 
 		}
 		c.settings = req.Settings
 	}
-	return c.capture(req.Shape != "")
+	return c.capture(req.Shape != "", strings.HasPrefix(req.Shape, "P"))
 }
 
 // settingsSQL is the statement that brings the session's output settings
@@ -386,8 +389,9 @@ func (c *refreshConn) discard() error {
 // fill: a ParseComplete first when extended (not part of the result),
 // then every message up to and including ReadyForQuery; errors, notices,
 // parameter changes, notifications and COPY spoil it, and the status
-// must be idle.
-func (c *refreshConn) capture(extended bool) ([]byte, error) {
+// must be idle. withParse keeps the ParseComplete: the client's own
+// request began with the Parse (shapes "PBES", "PBDPES", "PBDSES").
+func (c *refreshConn) capture(extended, withParse bool) ([]byte, error) {
 	var out []byte
 	spoiled := ""
 	if extended {
@@ -402,6 +406,9 @@ func (c *refreshConn) capture(extended bool) ([]byte, error) {
 				return nil, fmt.Errorf("postgres: refresh: parse: %w", err)
 			}
 			return nil, fmt.Errorf("postgres: refresh: %q instead of ParseComplete", typ)
+		}
+		if withParse {
+			out = append(out, '1', 0, 0, 0, 4)
 		}
 	}
 	for {

@@ -61,6 +61,10 @@ func TestRefreshRequestMessages(t *testing.T) {
 		{"BES", "PBES"},
 		{"BDPES", "PBDES"},
 		{"BDSES", "PBDES"},
+		{"PBES", "PBES"},
+		{"PBDPES", "PBDES"},
+		{"PBDSES", "PBDES"},
+		{"P", ""},
 		{"XYZ", ""},
 	} {
 		t.Run("shape "+c.shape, func(t *testing.T) {

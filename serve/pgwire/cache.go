@@ -29,6 +29,8 @@ type cacheState struct {
 	key []byte
 	// stmts are the named statements this session parsed, by name.
 	stmts map[string]prepared
+	// unnamed is the unnamed statement (see unnamedStmt).
+	unnamed unnamedStmt
 	// seq is the last extended-protocol request parsed, kept so its
 	// slices are reused from one request to the next.
 	seq sequence
@@ -46,6 +48,9 @@ type cacheState struct {
 	// flushed is the ReadyForQuery count the origin pump had relayed and
 	// flushed to the client: the session is idle when it equals sent.
 	flushed atomic.Int64
+	// swallowAt, when not 0, is the number of the request (counted like
+	// sent) whose first ParseComplete answers a Parse restoreUnnamed sent.
+	swallowAt atomic.Int64
 }
 
 type prepared struct {
@@ -134,6 +139,7 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	}
 	body := b[5 : n+1-1]
 	sql := unsafe.String(unsafe.SliceData(body), len(body))
+	c.unnamed.forget() // a simple Query destroys the unnamed statement
 	st := materialize.Classify(sql)
 	switch {
 	case st.Class == materialize.ClassSessionState || changesSettings(sql):
@@ -198,6 +204,12 @@ func (s *session) cacheExtendedMessage(ctx context.Context, r *bufio.Reader, typ
 			}
 		}
 	case 'P':
+		if !c.extOpen {
+			served, err := s.cacheParsed(ctx, r, n)
+			if served || err != nil {
+				return served, err
+			}
+		}
 		s.trackParse(r, n)
 	case 'C':
 		s.trackClose(r, n)
@@ -252,7 +264,10 @@ func (s *session) cacheExtended(ctx context.Context, r *bufio.Reader) (bool, err
 		return false, nil
 	}
 	p, ok := c.stmts[seq.stmt]
-	if !ok || seq.stmt == "" {
+	if seq.stmt == "" {
+		p, ok = prepared{sql: c.unnamed.sql, types: c.unnamed.types}, c.unnamed.valid
+	}
+	if !ok {
 		return false, nil
 	}
 	c.req.SQL, c.req.Shape = p.sql, seq.shape
@@ -418,7 +433,11 @@ func (s *session) trackParse(r *bufio.Reader, n int) {
 		return
 	}
 	if len(name) == 0 {
-		return // unnamed statements are not cached
+		// The origin gets this one: it is the unnamed statement there too.
+		if st := materialize.Classify(string(sql)); !c.unnamed.set(b) || st.Class != materialize.ClassCacheable || st.Multi {
+			c.unnamed.forget()
+		}
+		return
 	}
 	if _, dup := c.stmts[string(name)]; dup {
 		// The origin refuses a second Parse of a name: which statement
@@ -452,6 +471,9 @@ func (s *session) trackClose(r *bufio.Reader, n int) {
 		return
 	}
 	name, _, _ := bytes.Cut(b[6:], []byte{0})
+	if len(name) == 0 {
+		s.cache.unnamed.forget()
+	}
 	delete(s.cache.stmts, string(name))
 }
 

@@ -107,6 +107,11 @@ func (s *session) pumpClient(ctx context.Context) error {
 			if s.poolKey != "" {
 				s.unsynced.Store(true)
 			}
+			if s.cache != nil && (typ == 'B' || typ == 'D') {
+				if err := s.restoreUnnamed(r, w, typ, n); err != nil {
+					return fmt.Errorf("write to origin: %w", err)
+				}
+			}
 		}
 		if err := forward(r, w, n+1); err != nil {
 			return s.clientErr(err)
@@ -202,6 +207,12 @@ func (s *session) pumpOrigin() error {
 			}
 			var fill *capture
 			if s.cache != nil {
+				if s.swallowParse(typ) {
+					if _, err := r.Discard(n + 1); err != nil {
+						return fmt.Errorf("read origin: %w", err)
+					}
+					continue
+				}
 				fill = s.cacheOriginMessage(r, typ, n+1)
 			}
 			if typ == 'Z' && n == 5 {

@@ -1,0 +1,167 @@
+package pgwire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"unsafe"
+
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// unnamedStmt is the session's unnamed prepared statement as its client
+// last defined it. Drivers that never name statements (lib/pq,
+// node-postgres, pgx's exec modes, JDBC and psycopg before their
+// prepare thresholds) send Parse, Bind, Describe, Execute and Sync in one
+// request, or Parse then Bind-Execute: both are answered from the cache.
+//
+// A request answered from the cache never reaches the origin, so after
+// one that began with a Parse the origin's unnamed statement is not the
+// client's: pending holds that Parse, and it is sent ahead of the next
+// message that uses the unnamed statement without parsing it again (its
+// ParseComplete swallowed by the origin pump, see swallowParse).
+type unnamedStmt struct {
+	msg     []byte // the Parse message, reused from one to the next
+	sql     string // aliases msg
+	types   []uint32
+	valid   bool // the client has an unnamed statement, and it is msg
+	pending bool // the origin has not seen msg
+}
+
+// set records the Parse message m (header included) as the unnamed
+// statement; false when m does not parse.
+func (u *unnamedStmt) set(m []byte) bool {
+	u.msg = append(u.msg[:0], m...)
+	u.valid, u.pending = false, false
+	body := u.msg[5:]
+	name, rest, ok1 := bytes.Cut(body, []byte{0})
+	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
+	if !ok1 || !ok2 || len(name) != 0 || len(rest) < 2 {
+		return false
+	}
+	np := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) < 4*np {
+		return false
+	}
+	u.types = u.types[:0]
+	for i := range np {
+		u.types = append(u.types, binary.BigEndian.Uint32(rest[4*i:]))
+	}
+	u.sql = unsafe.String(unsafe.SliceData(sql), len(sql))
+	u.valid = true
+	return true
+}
+
+// forget drops the unnamed statement (replaced, closed, or destroyed by a
+// simple Query).
+func (u *unnamedStmt) forget() { u.valid, u.pending = false, false }
+
+// P-prefixed shapes: the request began with the unnamed Parse, whose
+// ParseComplete is part of the response.
+const (
+	shapeParseBindExecute       = "PBES"
+	shapeParseDescribePortal    = "PBDPES"
+	shapeParseDescribeStatement = "PBDSES"
+)
+
+func parseShape(shape string) string {
+	switch shape {
+	case shapeBindExecute:
+		return shapeParseBindExecute
+	case shapeDescribePortal:
+		return shapeParseDescribePortal
+	case shapeDescribeStatement:
+		return shapeParseDescribeStatement
+	}
+	return ""
+}
+
+// cacheParsed offers an unnamed Parse followed by Bind [Describe]
+// Execute Sync, wholly buffered, to the cache. n is the Parse's length.
+func (s *session) cacheParsed(ctx context.Context, r *bufio.Reader, n int) (bool, error) {
+	c := s.cache
+	if n+1 > r.Size() || !s.cacheIdle() {
+		return false, nil
+	}
+	buf, _ := r.Peek(r.Buffered())
+	if len(buf) < n+1 {
+		return false, nil
+	}
+	u := &c.unnamed
+	if !u.set(buf[:n+1]) {
+		return false, nil
+	}
+	if st := materialize.Classify(u.sql); st.Class != materialize.ClassCacheable || st.Multi {
+		u.forget()
+		return false, nil
+	}
+	seq := &c.seq
+	total, ok := parseSequence(buf[n+1:], seq)
+	if !ok || seq.stmt != "" {
+		u.forget()
+		return false, nil
+	}
+	c.req.SQL, c.req.Shape = u.sql, parseShape(seq.shape)
+	c.req.Params = materialize.Params{Types: u.types, Formats: seq.paramFormats, Values: seq.values}
+	c.req.ResultFormats = seq.resultFormats
+	served, err := s.lookup(ctx, r, n+1+total)
+	// Either way the client's unnamed statement is now this one; the
+	// origin has it only if the request went there.
+	u.valid, u.pending = true, served
+	return served, err
+}
+
+// usesUnnamed reports whether the client message typ (header included in
+// b) refers to the unnamed statement: a Bind of it, or a Describe of it.
+func usesUnnamed(typ byte, b []byte) bool {
+	body := b[5:]
+	switch typ {
+	case 'B':
+		_, rest, ok := bytes.Cut(body, []byte{0}) // the portal
+		return ok && len(rest) > 0 && rest[0] == 0
+	case 'D':
+		return len(body) >= 2 && body[0] == 'S' && body[1] == 0
+	}
+	return false
+}
+
+// restoreUnnamed sends the unnamed statement's Parse to the origin ahead
+// of a client message that uses it, when a cached answer kept it from the
+// origin. The origin pump swallows its ParseComplete.
+func (s *session) restoreUnnamed(r *bufio.Reader, w *bufio.Writer, typ byte, n int) error {
+	u := &s.cache.unnamed
+	if !u.pending || n+1 > r.Size() {
+		return nil
+	}
+	b, err := r.Peek(n + 1)
+	if err != nil || !usesUnnamed(typ, b) {
+		return nil
+	}
+	// Its ParseComplete is the first one of the request now being sent,
+	// which follows every request already sent.
+	s.cache.swallowAt.Store(s.sent.Load() + 1)
+	u.pending = false
+	_, err = w.Write(u.msg)
+	return err
+}
+
+// swallowParse reports whether the origin message typ is the
+// ParseComplete of a Parse restoreUnnamed sent, which the client must not
+// see. Any ParseComplete of that request will do: they are all alike.
+func (s *session) swallowParse(typ byte) bool {
+	at := s.cache.swallowAt.Load()
+	if at == 0 {
+		return false
+	}
+	switch ready := s.ready.Load() + 1; {
+	case typ == '1' && ready == at:
+		s.cache.swallowAt.Store(0)
+		return true
+	case ready > at:
+		// That request ended without it (an error skipped the Parse).
+		s.cache.swallowAt.Store(0)
+	}
+	return false
+}
