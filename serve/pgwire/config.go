@@ -55,6 +55,11 @@ type Config struct {
 	// BufferSize is the size of each read and write buffer of a session.
 	// Default 16 KiB.
 	BufferSize int
+	// EventLoop relays plain sessions (TCP or Unix sockets on both
+	// sides, no cache, no pooling, no IdleTimeout) in an epoll event loop
+	// on its own thread instead of two goroutines per session (Linux
+	// only; elsewhere it is ignored). See ADR 0005.
+	EventLoop bool
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
 }

@@ -59,6 +59,12 @@ func (s *session) pumpClient(ctx context.Context) error {
 	w := bufio.NewWriterSize(s.origin.Conn, s.srv.cfg.BufferSize)
 	// What came before a violation or the client's end is still its.
 	defer func() { _ = w.Flush() }()
+	if k := s.resumeClientSkip; k > 0 {
+		s.resumeClientSkip = 0
+		if _, err := io.CopyN(w, r, int64(k)); err != nil {
+			return s.clientErr(err)
+		}
+	}
 	for {
 		if needFlush(r) {
 			if err := w.Flush(); err != nil {
@@ -175,8 +181,14 @@ func (s *session) checkFrontend(typ byte, n int) error {
 func (s *session) pumpOrigin() error {
 	r := s.origin.Reader
 	w := bufio.NewWriterSize(s.client, s.srv.cfg.BufferSize)
-	var last byte
+	last := s.resumeLast
 	err := func() error {
+		if k := s.resumeOriginSkip; k > 0 {
+			s.resumeOriginSkip = 0
+			if _, err := io.CopyN(w, r, int64(k)); err != nil {
+				return fmt.Errorf("read origin: %w", err)
+			}
+		}
 		for {
 			if needFlush(r) {
 				ready := s.ready.Load()
