@@ -49,7 +49,7 @@ func tcpPair(t testing.TB) (near, far *net.TCPConn) {
 // done is closed when the session ended and its client socket closed.
 func loopedSession(t testing.TB, cfg Config) (client, origin *net.TCPConn, sess *session, done chan struct{}) {
 	t.Helper()
-	cfg.Connector, cfg.EventLoop = &fakeConnector{}, true
+	cfg.Connector = &fakeConnector{}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +305,7 @@ type opaqueConn struct{ net.Conn }
 func BenchmarkRelayRoundTrip(b *testing.B) {
 	for _, raw := range []bool{true, false} {
 		b.Run(fmt.Sprintf("loop=%v", raw), func(b *testing.B) {
-			srv, err := New(Config{Connector: &fakeConnector{}, EventLoop: true})
+			srv, err := New(Config{Connector: &fakeConnector{}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -476,4 +476,26 @@ func TestEventLoopServerClose(t *testing.T) {
 	if _, err := io.ReadAll(client); err != nil {
 		t.Fatalf("client connection not closed: %v", err)
 	}
+}
+
+// FuzzEventLoop is FuzzMessageLoop's oracle over sockets, so the event
+// loop's scanner meets the random messages (small buffer: large messages
+// stream through it).
+func FuzzEventLoop(f *testing.F) {
+	f.Add(cat(msg('Q', "select 1\x00"), msg('X', "")))
+	f.Add(cat(msg('Q', "copy t from stdin\x00"), msg('d', "1\t2\n"), msg('c', "")))
+	f.Add(cat(msg('d', string(bytes.Repeat([]byte("x"), 300))), msg('S', "")))
+	f.Add([]byte{'Q', 0x7f, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, input []byte) {
+		const maxMsg, bufSize = 4096, 64
+		toOrigin, toClient := relayTCP(t, Config{MaxMessageSize: maxMsg, BufferSize: bufSize}, input)
+		want, violation := expectedForward(input, maxMsg, bufSize)
+		if !bytes.Equal(toOrigin, want) {
+			t.Fatalf("forwarded %q, want %q", toOrigin, want)
+		}
+		code := lastErrorCode(t, toClient)
+		if violation != (code == CodeProtocolViolation) || (!violation && code != "") {
+			t.Fatalf("violation %v answered %q", violation, code)
+		}
+	})
 }

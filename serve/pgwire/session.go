@@ -131,7 +131,7 @@ func (s *session) run(ctx context.Context) {
 		return
 	}
 	defer s.release()
-	if s.srv.cfg.EventLoop && s.runInLoop() {
+	if !s.srv.cfg.NoEventLoop && s.runInLoop() {
 		return
 	}
 	if s.adopted != nil {

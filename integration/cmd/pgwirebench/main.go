@@ -112,7 +112,7 @@ func run() error {
 	targets := []struct{ name, url string }{
 		{"postgres (direct)", dbURL},
 		{"pgbouncer (session)", rehost(dbURL, bouncerAddr)},
-		{"freshet (pass-through)", rehost(dbURL, freshetAddr)},
+		{"freshet (pumps)", rehost(dbURL, freshetAddr)},
 		{"freshet (event loop)", rehost(dbURL, loopAddr)},
 	}
 	var cached *cachedFreshet
@@ -287,7 +287,7 @@ func startFreshet(ctx context.Context, dbURL string, eventLoop bool) (string, fu
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := pgwire.New(pgwire.Config{Connector: origin, EventLoop: eventLoop, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := pgwire.New(pgwire.Config{Connector: origin, NoEventLoop: !eventLoop, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return "", nil, err
 	}
