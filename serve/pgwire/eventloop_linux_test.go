@@ -91,12 +91,18 @@ func relayTCP(t testing.TB, cfg Config, input []byte) (toOrigin, toClient []byte
 		b, _ := io.ReadAll(origin)
 		fromOrigin <- b
 	}()
+	wrote := make(chan struct{})
 	go func() {
+		defer close(wrote)
 		_, _ = client.Write(input)
 		_ = client.CloseWrite()
 	}()
 	toClient, _ = io.ReadAll(client)
 	<-done
+	// The input is the caller's again (a fuzzer reuses it) only once the
+	// writer is done with it: it fails once the session closed.
+	_ = client.Close()
+	<-wrote
 	return <-fromOrigin, toClient
 }
 
@@ -406,16 +412,21 @@ func TestEventLoopOriginClosesAfterReady(t *testing.T) {
 // rest, stop reading the origin, and deliver everything once it reads.
 func TestEventLoopSlowClient(t *testing.T) {
 	client, origin, _, _ := loopedSession(t, Config{BufferSize: 4096})
+	// A small receive buffer makes the loop's writes to the client fail
+	// with EAGAIN well before the reply is all sent.
+	if err := client.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
 	query := msg('Q', "select big\x00")
 	if _, err := client.Write(query); err != nil {
 		t.Fatal(err)
 	}
 	readFrontend(t, origin, len(query))
 	var reply []byte
-	for i := range 60000 {
+	for i := range 20000 {
 		reply = append(reply, msg('D', fmt.Sprintf("\x00\x01\x00\x00\x01\x00%0256d", i))...)
 	}
-	reply = append(reply, cat(msg('C', "SELECT 60000\x00"), msg('Z', "I"))...)
+	reply = append(reply, cat(msg('C', "SELECT 20000\x00"), msg('Z', "I"))...)
 	wrote := make(chan error, 1)
 	go func() { _, err := origin.Write(reply); wrote <- err }()
 	time.Sleep(100 * time.Millisecond) // the client's socket fills up
