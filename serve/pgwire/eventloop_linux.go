@@ -5,6 +5,7 @@ package pgwire
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -355,7 +356,7 @@ func rawWrite(fd int, p []byte) (int, error) {
 // runInLoop relays the session in the Server's event loop when it is
 // eligible, until the loop hands it back. It reports true when the
 // session is over; false means the pumps go on (or take it from the start).
-func (s *session) runInLoop() (ended bool) {
+func (s *session) runInLoop(ctx context.Context) (ended bool) {
 	if !s.loopable() {
 		return false
 	}
@@ -386,7 +387,7 @@ func (s *session) runInLoop() (ended bool) {
 	// them out of Go's poller.
 	_ = s.client.Close()
 	_ = s.origin.Conn.Close()
-	return !s.resume(<-ls.done)
+	return !s.resume(ctx, <-ls.done)
 }
 
 // loopable reports whether the loop can relay the session: plain sockets
@@ -433,8 +434,12 @@ func dupSocket(c net.Conn) (int, error) {
 // resume gives the session back its sockets as net.Conns, with what the
 // loop held, so the pumps finish it. It reports false when the session
 // is over instead (shutdown, or the sockets could not be taken back).
-func (s *session) resume(res loopResult) bool {
+func (s *session) resume(ctx context.Context, res loopResult) bool {
 	if res.shutdown {
+		// As run does when Close ends the client's connection.
+		if s.busy() || s.txStatus.Load() != 'I' {
+			s.cancelOrigin(ctx)
+		}
 		_ = unix.Close(res.clientFd)
 		_ = unix.Close(res.originFd)
 		return false
@@ -451,18 +456,13 @@ func (s *session) resume(res loopResult) bool {
 	}
 	s.adopted = client
 	s.client, s.origin.Conn = client, origin
-	// Written before the pumps start, so order is kept; a failed write
-	// shows again to the pump that uses the connection.
-	if len(res.toOrigin) > 0 {
-		_, _ = origin.Write(res.toOrigin)
-	}
-	if len(res.toClient) > 0 {
-		_, _ = client.Write(res.toClient)
-	}
 	size := s.srv.cfg.BufferSize
 	s.cr = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(res.fromClient), client), size)
 	s.origin.Reader = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(res.fromOrigin), origin), size)
-	s.resumeClientSkip, s.resumeOriginSkip, s.resumeLast = res.clientSkip, res.originSkip, res.lastOrigin
+	// The pumps write what is pending, each its own direction, so
+	// neither waits on a peer that waits on the other.
+	s.resumed = resumeState{toOrigin: res.toOrigin, toClient: res.toClient,
+		clientSkip: res.clientSkip, originSkip: res.originSkip, lastOrigin: res.lastOrigin}
 	return true
 }
 

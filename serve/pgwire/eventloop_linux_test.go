@@ -466,7 +466,8 @@ func TestEventLoopStatementTimeout(t *testing.T) {
 	}
 }
 
-// Close ends sessions the loop holds.
+// Close ends sessions the loop holds, cancelling what a busy one runs on
+// the origin, as the pumps do.
 func TestEventLoopServerClose(t *testing.T) {
 	client, origin, sess, done := loopedSession(t, Config{})
 	query := msg('Q', "select 1\x00")
@@ -486,6 +487,12 @@ func TestEventLoopServerClose(t *testing.T) {
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(client); err != nil {
 		t.Fatalf("client connection not closed: %v", err)
+	}
+	fc := sess.srv.cfg.Connector.(*fakeConnector)
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.cancels != 1 {
+		t.Fatalf("%d cancels for the unanswered query, want 1", fc.cancels)
 	}
 }
 

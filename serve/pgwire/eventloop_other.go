@@ -3,6 +3,7 @@
 package pgwire
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 )
@@ -16,4 +17,4 @@ func newEventLoop(*slog.Logger) (*eventLoop, error) {
 
 func (*eventLoop) close() {}
 
-func (s *session) runInLoop() bool { return false }
+func (s *session) runInLoop(context.Context) bool { return false }

@@ -59,11 +59,8 @@ func (s *session) pumpClient(ctx context.Context) error {
 	w := bufio.NewWriterSize(s.origin.Conn, s.srv.cfg.BufferSize)
 	// What came before a violation or the client's end is still its.
 	defer func() { _ = w.Flush() }()
-	if k := s.resumeClientSkip; k > 0 {
-		s.resumeClientSkip = 0
-		if _, err := io.CopyN(w, r, int64(k)); err != nil {
-			return s.clientErr(err)
-		}
+	if err := resumeClient(s.resumed, r, w); err != nil {
+		return s.clientErr(err)
 	}
 	for {
 		if needFlush(r) {
@@ -176,15 +173,30 @@ func (s *session) checkFrontend(typ byte, n int) error {
 	return nil
 }
 
+// resumeClient writes what the event loop left for the origin: the
+// messages it scanned and the rest of one it was streaming.
+func resumeClient(rs resumeState, r *bufio.Reader, w *bufio.Writer) error {
+	if _, err := w.Write(rs.toOrigin); err != nil {
+		return err
+	}
+	if rs.clientSkip > 0 {
+		_, err := io.CopyN(w, r, int64(rs.clientSkip))
+		return err
+	}
+	return nil
+}
+
 // pumpOrigin relays origin messages to the client, noting each
 // ReadyForQuery, until the origin connection ends.
 func (s *session) pumpOrigin() error {
 	r := s.origin.Reader
 	w := bufio.NewWriterSize(s.client, s.srv.cfg.BufferSize)
-	last := s.resumeLast
+	last := s.resumed.lastOrigin
 	err := func() error {
-		if k := s.resumeOriginSkip; k > 0 {
-			s.resumeOriginSkip = 0
+		if _, err := w.Write(s.resumed.toClient); err != nil {
+			return fmt.Errorf("write to client: %w", err)
+		}
+		if k := s.resumed.originSkip; k > 0 {
 			if _, err := io.CopyN(w, r, int64(k)); err != nil {
 				return fmt.Errorf("read origin: %w", err)
 			}

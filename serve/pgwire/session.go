@@ -44,11 +44,20 @@ type session struct {
 
 	// Set when the event loop handed the session back: the client
 	// connection made of its socket (tracked by the Server), and where
-	// the pumps resume in a message larger than the buffer.
-	adopted                            net.Conn
-	resumeClientSkip, resumeOriginSkip int
-	resumeLast                         byte
-	inLoop                             atomic.Bool // the event loop relayed it
+	// the pumps take over.
+	adopted net.Conn
+	resumed resumeState
+	inLoop  atomic.Bool // the event loop relayed it
+}
+
+// resumeState is where the pumps take a session over from the event
+// loop: bytes it scanned but had not written yet, and what remains of a
+// message larger than the buffer that it was streaming. pumpClient reads
+// the client's half, pumpOrigin the origin's.
+type resumeState struct {
+	toOrigin, toClient     []byte
+	clientSkip, originSkip int
+	lastOrigin             byte
 }
 
 func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginConn, startup *pgproto3.StartupMessage) *session {
@@ -131,7 +140,7 @@ func (s *session) run(ctx context.Context) {
 		return
 	}
 	defer s.release()
-	if !s.srv.cfg.NoEventLoop && s.runInLoop() {
+	if !s.srv.cfg.NoEventLoop && s.runInLoop(ctx) {
 		return
 	}
 	if s.adopted != nil {
