@@ -139,7 +139,12 @@ func (l *eventLoop) run() {
 			continue
 		}
 		if err != nil {
+			// No session may be added to a loop that stopped: set closed
+			// before every session is handed back.
 			l.log.Error("pgwire: event loop stopped", "err", err)
+			l.mu.Lock()
+			l.closed = true
+			l.mu.Unlock()
 			n = 0
 		}
 		for i := range events[:n] {
@@ -156,7 +161,7 @@ func (l *eventLoop) run() {
 		l.mu.Lock()
 		closed := l.closed
 		l.mu.Unlock()
-		if closed || err != nil {
+		if closed {
 			l.handBackAll()
 			return
 		}
