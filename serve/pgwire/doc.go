@@ -32,6 +32,23 @@
 // discard-until-Sync, COPY, LISTEN/NOTIFY, function calls) is therefore the
 // origin's own, and a client sees exactly what it would see directly.
 //
+// # Event loop
+//
+// On Linux, unless Config.NoEventLoop is set, a session whose two
+// connections are plain TCP or Unix sockets and that needs neither the
+// cache, pooling nor an idle timeout is relayed by the Server's event loop
+// (eventloop_linux.go) instead of the pumps: one thread in a
+// level-triggered epoll_wait over duplicates of the sessions' sockets
+// (the net.Conns are closed, which takes them out of Go's poller). On
+// readiness it reads once, scans message headers exactly as the pumps do
+// (ReadyForQuery status, outstanding requests, frontend message checks)
+// and writes the whole messages to the peer at once; what the peer does
+// not take waits for its EPOLLOUT while the source is not read. The loop
+// handles only the steady state: an end of file, a read or write error,
+// Terminate, a bad header and Close hand the session back to its goroutine
+// with what was buffered, and the pumps finish it as they would have.
+// Cancel and the statement timeout need nothing from the loop.
+//
 // # Verified authentication and pooling
 //
 // With Config.Verifiers (an auth query on the origin, like PgBouncer's

@@ -59,6 +59,9 @@ func (s *session) pumpClient(ctx context.Context) error {
 	w := bufio.NewWriterSize(s.origin.Conn, s.srv.cfg.BufferSize)
 	// What came before a violation or the client's end is still its.
 	defer func() { _ = w.Flush() }()
+	if err := resumeClient(s.resumed, r, w); err != nil {
+		return s.clientErr(err)
+	}
 	for {
 		if needFlush(r) {
 			if err := w.Flush(); err != nil {
@@ -175,13 +178,34 @@ func (s *session) checkFrontend(typ byte, n int) error {
 	return nil
 }
 
+// resumeClient writes what the event loop left for the origin: the
+// messages it scanned and the rest of one it was streaming.
+func resumeClient(rs resumeState, r *bufio.Reader, w *bufio.Writer) error {
+	if _, err := w.Write(rs.toOrigin); err != nil {
+		return err
+	}
+	if rs.clientSkip > 0 {
+		_, err := io.CopyN(w, r, int64(rs.clientSkip))
+		return err
+	}
+	return nil
+}
+
 // pumpOrigin relays origin messages to the client, noting each
 // ReadyForQuery, until the origin connection ends.
 func (s *session) pumpOrigin() error {
 	r := s.origin.Reader
 	w := bufio.NewWriterSize(s.client, s.srv.cfg.BufferSize)
-	var last byte
+	last := s.resumed.lastOrigin
 	err := func() error {
+		if _, err := w.Write(s.resumed.toClient); err != nil {
+			return fmt.Errorf("write to client: %w", err)
+		}
+		if k := s.resumed.originSkip; k > 0 {
+			if _, err := io.CopyN(w, r, int64(k)); err != nil {
+				return fmt.Errorf("read origin: %w", err)
+			}
+		}
 		for {
 			if needFlush(r) {
 				ready := s.ready.Load()

@@ -22,6 +22,9 @@ type Server struct {
 	lns    map[net.Listener]struct{}
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+
+	loop       *eventLoop // started by the first session it relays
+	loopFailed bool
 }
 
 // New validates cfg and returns a Server.
@@ -80,6 +83,9 @@ func (s *Server) Close() error {
 	}
 	for c := range s.conns {
 		_ = c.Close()
+	}
+	if s.loop != nil {
+		s.loop.close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -150,4 +156,43 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	}
 	defer s.clients.Add(-1)
 	sess.run(ctx)
+}
+
+// eventLoop returns the Server's event loop, starting it on first use;
+// nil when closed or when it cannot run here.
+func (s *Server) eventLoop() *eventLoop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.loopFailed {
+		return nil
+	}
+	if s.loop == nil {
+		l, err := newEventLoop(s.cfg.Logger)
+		if err != nil {
+			s.cfg.Logger.Warn("pgwire: no event loop; sessions use the pumps", "err", err)
+			s.loopFailed = true
+			return nil
+		}
+		s.loop = l
+	}
+	return s.loop
+}
+
+// adoptConn tracks a session's client connection made anew from its
+// socket, so Close ends it; false when the Server is closed.
+func (s *Server) adoptConn(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) dropConn(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	_ = c.Close()
 }

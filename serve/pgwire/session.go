@@ -41,6 +41,23 @@ type session struct {
 	tx *txState // transaction pooling only
 
 	cache *cacheState // nil: nothing is answered from the cache
+
+	// Set when the event loop handed the session back: the client
+	// connection made of its socket (tracked by the Server), and where
+	// the pumps take over.
+	adopted net.Conn
+	resumed resumeState
+	inLoop  atomic.Bool // the event loop relayed it
+}
+
+// resumeState is where the pumps take a session over from the event
+// loop: bytes it scanned but had not written yet, and what remains of a
+// message larger than the buffer that it was streaming. pumpClient reads
+// the client's half, pumpOrigin the origin's.
+type resumeState struct {
+	toOrigin, toClient     []byte
+	clientSkip, originSkip int
+	lastOrigin             byte
 }
 
 func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginConn, startup *pgproto3.StartupMessage) *session {
@@ -86,6 +103,22 @@ func (s *session) release() {
 	}
 }
 
+// accountClient notes a client message about to be forwarded by a relay
+// without cache or transaction pooling.
+func (s *session) accountClient(typ byte) {
+	switch typ {
+	case 'Q', 'F':
+		s.requestSent()
+	case 'S':
+		s.unsynced.Store(false)
+		s.requestSent()
+	case 'P', 'B', 'D', 'E', 'C', 'H':
+		if s.poolKey != "" {
+			s.unsynced.Store(true)
+		}
+	}
+}
+
 func (s *session) busy() bool { return s.sent.Load() > s.ready.Load() }
 
 // reusable reports whether the backend may go back to the Pool after the
@@ -107,6 +140,12 @@ func (s *session) run(ctx context.Context) {
 		return
 	}
 	defer s.release()
+	if !s.srv.cfg.NoEventLoop && s.runInLoop(ctx) {
+		return
+	}
+	if s.adopted != nil {
+		defer s.srv.dropConn(s.adopted)
+	}
 	pumped := make(chan error, 1)
 	go func() { pumped <- s.pumpOrigin() }()
 	err := s.pumpClient(ctx)

@@ -82,11 +82,16 @@ func run() error {
 		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
 	}
 
-	freshetAddr, stopFreshet, err := startFreshet(ctx, dbURL)
+	freshetAddr, stopFreshet, err := startFreshet(ctx, dbURL, false)
 	if err != nil {
 		return err
 	}
 	defer stopFreshet()
+	loopAddr, stopLoop, err := startFreshet(ctx, dbURL, true)
+	if err != nil {
+		return err
+	}
+	defer stopLoop()
 	bouncerAddr, bouncerPID, stopBouncer, err := startPgBouncer(ctx, super, dbURL)
 	if err != nil {
 		return err
@@ -107,7 +112,8 @@ func run() error {
 	targets := []struct{ name, url string }{
 		{"postgres (direct)", dbURL},
 		{"pgbouncer (session)", rehost(dbURL, bouncerAddr)},
-		{"freshet (pass-through)", rehost(dbURL, freshetAddr)},
+		{"freshet (pumps)", rehost(dbURL, freshetAddr)},
+		{"freshet (event loop)", rehost(dbURL, loopAddr)},
 	}
 	var cached *cachedFreshet
 	if o.cached {
@@ -275,13 +281,13 @@ func createDB(ctx context.Context, super string) (string, func(), error) {
 	}, nil
 }
 
-func startFreshet(ctx context.Context, dbURL string) (string, func(), error) {
+func startFreshet(ctx context.Context, dbURL string, eventLoop bool) (string, func(), error) {
 	u, _ := url.Parse(dbURL)
 	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: u.Host})
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := pgwire.New(pgwire.Config{Connector: origin, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := pgwire.New(pgwire.Config{Connector: origin, NoEventLoop: !eventLoop, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return "", nil, err
 	}
