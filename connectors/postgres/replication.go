@@ -140,23 +140,39 @@ func (s *stream) pluginArgs() []string {
 
 // loop receives until ctx ends or the connection fails. Every receive has
 // a deadline: the next status update, which goes out on time even under
-// load.
+// load. The deadline is the socket's, set when it changes, and ctx's end
+// sets one in the past: a context per receive (a timer and a watcher for
+// each message) cost about a tenth of the ingest's CPU.
 func (s *stream) loop(ctx context.Context) error {
+	sock := s.conn.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = sock.SetReadDeadline(time.Now()) })
+	defer stop()
+	var deadline time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
-		if !time.Now().Before(s.status) {
-			if err := s.sendStatus(ctx, time.Since(s.heard) >= s.r.cfg.StatusInterval); err != nil {
+		now := time.Now()
+		if !now.Before(s.status) {
+			if err := s.sendStatus(ctx, now.Sub(s.heard) >= s.r.cfg.StatusInterval); err != nil {
 				return err
 			}
 		}
-		if time.Since(s.heard) > s.r.cfg.ReceiveTimeout {
+		if now.Sub(s.heard) > s.r.cfg.ReceiveTimeout {
 			return &StreamError{Position: s.last, Err: fmt.Errorf("no message from the server for %s", s.r.cfg.ReceiveTimeout)}
 		}
-		rctx, cancel := context.WithDeadline(ctx, s.status)
-		msg, err := s.conn.ReceiveMessage(rctx)
-		cancel()
+		if !deadline.Equal(s.status) {
+			if err := sock.SetReadDeadline(s.status); err != nil {
+				return &StreamError{Position: s.last, Err: fmt.Errorf("receive: %w", err)}
+			}
+			deadline = s.status
+			// Set before this check, the deadline cannot overwrite the
+			// past one ctx's end sets after it.
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+		}
+		msg, err := s.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue
