@@ -346,6 +346,12 @@ func (p *Producer) write(acked, group []pending) (sealed bool, err error) {
 	if len(msgs) == 0 {
 		return false, nil
 	}
+	// kafka-go gives each partition's batch room for BatchSize records up
+	// front (1.5 MB at the default 10000, per partition and write); no
+	// partition's share of this write is larger than the write, so capping
+	// it there changes no request. Only this goroutine writes, and kafka-go
+	// reads BatchSize in WriteMessages' own goroutine.
+	p.w.BatchSize = min(p.cfg.BatchSize, len(msgs))
 	// WriteTimeout and MaxAttempts bound the write.
 	return sealed, p.w.WriteMessages(context.Background(), msgs...)
 }
