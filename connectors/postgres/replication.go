@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
@@ -61,7 +63,7 @@ type stream struct {
 // that is missing or invalidated is reported as an *ingest.ResetError, and
 // never re-created here.
 func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.Emitter) error {
-	conn, err := pgconn.Connect(ctx, r.cfg.replicationURL())
+	conn, err := connectReplication(ctx, r.cfg.replicationURL())
 	if err != nil {
 		return &StreamError{Position: from.LSN, Err: fmt.Errorf("replication connect: %w", err)}
 	}
@@ -86,6 +88,25 @@ func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.E
 	stopHeartbeat := r.startHeartbeat(ctx)
 	defer stopHeartbeat()
 	return s.loop(ctx)
+}
+
+// replicationReadBuffer is how much of the stream one read from the
+// socket may take. pgproto3 reads at most 8 KiB at a time, PostgreSQL's
+// own send buffer, which under load is a system call per few dozen small
+// changes; a walsender that is ahead has far more than that waiting.
+const replicationReadBuffer = 64 << 10
+
+// connectReplication connects with a larger read buffer under the
+// protocol reader.
+func connectReplication(ctx context.Context, url string) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, replicationReadBuffer), w)
+	}
+	return pgconn.ConnectConfig(ctx, cfg)
 }
 
 // checkSlot turns a missing or invalidated slot into a reset: the changes
