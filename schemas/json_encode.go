@@ -79,7 +79,7 @@ func AppendChange(dst []byte, c *Change) ([]byte, error) {
 	dst = append(dst, `","ts_ms":`...)
 	dst = strconv.AppendInt(dst, unixMilli(c.CommitTime), 10)
 	dst = append(dst, `,"position":{"lsn":"`...)
-	dst = append(dst, c.Position.LSN.String()...)
+	dst = c.Position.LSN.appendText(dst)
 	dst = append(dst, `"},"seq":`...)
 	dst = strconv.AppendUint(dst, uint64(c.Seq), 10)
 	dst = appendColumns(append(dst, `,"columns":`...), c.Columns)

@@ -11,7 +11,28 @@ type LSN uint64
 
 // String formats the LSN the way PostgreSQL does: two hex halves, "16/B374D848".
 func (l LSN) String() string {
-	return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l))
+	var b [17]byte
+	return string(l.appendText(b[:0]))
+}
+
+// appendText appends what String returns, without fmt: every change
+// encodes one.
+func (l LSN) appendText(dst []byte) []byte {
+	return appendUpperHex(append(appendUpperHex(dst, uint32(l>>32)), '/'), uint32(l))
+}
+
+func appendUpperHex(dst []byte, v uint32) []byte {
+	var b [8]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = "0123456789ABCDEF"[v&0xf]
+		v >>= 4
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, b[i:]...)
 }
 
 // ParseLSN reads PostgreSQL's "XXX/XXX" form.

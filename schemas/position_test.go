@@ -1,6 +1,7 @@
 package schemas_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/freshetdb/freshet/schemas"
@@ -33,5 +34,16 @@ func TestPositionOrder(t *testing.T) {
 	}
 	if !(schemas.Position{}).IsZero() || a.IsZero() {
 		t.Fatal("IsZero")
+	}
+}
+
+// TestLSNStringIsPostgresForm checks String against fmt's %X/%X, the form
+// PostgreSQL prints, across bit patterns.
+func TestLSNStringIsPostgresForm(t *testing.T) {
+	for _, v := range []uint64{0, 1, 0xF, 0x10, 0xABCDEF, 1 << 32, 0x1_0000_000A, 0xDEADBEEF_0BADF00D, ^uint64(0)} {
+		want := fmt.Sprintf("%X/%X", uint32(v>>32), uint32(v))
+		if got := schemas.LSN(v).String(); got != want {
+			t.Errorf("LSN(%#x).String() = %q, want %q", v, got, want)
+		}
 	}
 }

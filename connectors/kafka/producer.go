@@ -81,6 +81,11 @@ type Producer struct {
 	closed bool
 
 	hook stageHook // set by benchmarks before the first Publish
+
+	// arena is where the writer goroutine carves record values and keys
+	// from (see changeMessage). Bytes once carved are never written again,
+	// so records of a finished write may share a chunk with the next.
+	arena []byte
 }
 
 // batchBytes is kafka-go's BatchBytes: the most bytes of records it sends
@@ -320,7 +325,11 @@ func (p *Producer) sticky() error {
 // last marker to every partition; sealed says whether it did. Keyless
 // changes and resets go to every partition in their place in the order.
 func (p *Producer) write(acked, group []pending) (sealed bool, err error) {
-	msgs, err := p.appendMarkers(nil, acked)
+	n := 2 * p.partitions // the markers
+	for _, pd := range group {
+		n += len(pd.b.Changes) // and one per keyed change: most of them
+	}
+	msgs, err := p.appendMarkers(make([]kafkago.Message, 0, n), acked)
 	if err != nil {
 		return false, err
 	}
@@ -337,6 +346,12 @@ func (p *Producer) write(acked, group []pending) (sealed bool, err error) {
 	if len(msgs) == 0 {
 		return false, nil
 	}
+	// kafka-go gives each partition's batch room for BatchSize records up
+	// front (1.5 MB at the default 10000, per partition and write); no
+	// partition's share of this write is larger than the write, so capping
+	// it there changes no request. Only this goroutine writes, and kafka-go
+	// reads BatchSize in WriteMessages' own goroutine.
+	p.w.BatchSize = min(p.cfg.BatchSize, len(msgs))
 	// WriteTimeout and MaxAttempts bound the write.
 	return sealed, p.w.WriteMessages(context.Background(), msgs...)
 }
@@ -411,7 +426,9 @@ func (p *Producer) appendBatch(msgs []kafkago.Message, b *ingest.Batch) ([]kafka
 			targets = p.all
 		}
 		for _, part := range targets {
-			m, err := changeMessage(c, part)
+			var m kafkago.Message
+			var err error
+			m, p.arena, err = changeMessage(c, part, p.arena)
 			if err != nil {
 				return nil, fmt.Errorf("encode %s.%s at %s: %w", c.Schema, c.Table, c.Position, err)
 			}

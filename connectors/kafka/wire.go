@@ -36,9 +36,11 @@ func broadcast(c *schemas.Change) bool {
 		if c.Before == nil {
 			return false // no old key sent: the key did not change
 		}
-		old, okOld := keyOf(c.Columns, c.Before, nil)
-		cur, okCur := keyOf(c.Columns, c.After, c.Before)
-		return !okOld || !okCur || string(old) != string(cur)
+		var buf [128]byte
+		old, okOld := appendKey(buf[:0], c.Columns, c.Before, nil)
+		n := len(old)
+		both, okCur := appendKey(old, c.Columns, c.After, c.Before)
+		return !okOld || !okCur || string(both[:n]) != string(both[n:])
 	}
 	return false
 }
@@ -47,25 +49,28 @@ func broadcast(c *schemas.Change) bool {
 // and the primary key values. It only has to be deterministic for one
 // freshet version, since it serves the hash balancer alone.
 func partitionKey(c *schemas.Change) []byte {
+	return appendPartitionKey(make([]byte, 0, len(c.Source)+len(c.Schema)+len(c.Table)+3+32), c)
+}
+
+func appendPartitionKey(dst []byte, c *schemas.Change) []byte {
 	img, fallback := c.After, c.Before
 	if c.Op == schemas.OpDelete {
 		img, fallback = c.Before, nil
 	}
-	k, _ := keyOf(c.Columns, img, fallback)
-	dst := make([]byte, 0, len(c.Source)+len(c.Schema)+len(c.Table)+len(k)+3)
 	dst = append(dst, c.Source...)
 	dst = append(dst, 0)
 	dst = append(dst, c.Schema...)
 	dst = append(dst, 0)
 	dst = append(dst, c.Table...)
 	dst = append(dst, 0)
-	return append(dst, k...)
+	dst, _ = appendKey(dst, c.Columns, img, fallback)
+	return dst
 }
 
-// keyOf encodes the key columns' values of img, taking a value the image
-// does not carry (unchanged TOAST, absent) from fallback. ok is false when
-// a key value is known in neither, or the table has no key columns.
-func keyOf(cols []schemas.Column, img, fallback []any) (key []byte, ok bool) {
+// appendKey appends the key columns' values of img, taking a value the
+// image does not carry (unchanged TOAST, absent) from fallback. ok is false
+// when a key value is known in neither, or the table has no key columns.
+func appendKey(dst []byte, cols []schemas.Column, img, fallback []any) (key []byte, ok bool) {
 	ok = len(img) == len(cols)
 	n := 0
 	for i, col := range cols {
@@ -80,25 +85,69 @@ func keyOf(cols []schemas.Column, img, fallback []any) (key []byte, ok bool) {
 		if schemas.IsUnchanged(v) || schemas.IsAbsent(v) {
 			ok = false
 		}
-		key = fmt.Appendf(key, "%T:%v\x00", v, v)
+		dst = appendKeyValue(dst, v)
 	}
-	return key, ok && n > 0
+	return dst, ok && n > 0
 }
 
+// appendKeyValue appends v as fmt's "%T:%v\x00" does, without fmt for the
+// common key types: the keys, and so the partitions, stay what they were.
+func appendKeyValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case int64:
+		dst = append(dst, "int64:"...)
+		dst = strconv.AppendInt(dst, x, 10)
+	case string:
+		dst = append(dst, "string:"...)
+		dst = append(dst, x...)
+	default:
+		return fmt.Appendf(dst, "%T:%v\x00", v, v)
+	}
+	return append(dst, 0)
+}
+
+// changeHeaders are the headers of every keyed change record. Shared:
+// kafka-go only reads them.
+var changeHeaders = []kafkago.Header{{Key: headerKind, Value: []byte(kindChange)}}
+
+// Arena sizes: a write's record values and keys are carved from chunks of
+// arenaSize bytes, a new one when less than arenaMin is left, instead of
+// two allocations per record. A record that does not fit in what is left
+// gets its own allocation.
+const (
+	arenaSize = 64 << 10
+	arenaMin  = 4 << 10
+)
+
 // changeMessage encodes c, addressed to partition, or to its key's
-// partition when partition is negative.
-func changeMessage(c *schemas.Change, partition int) (kafkago.Message, error) {
-	v, err := schemas.MarshalChange(c)
+// partition when partition is negative. The value and key are carved from
+// arena, which is returned with them appended.
+func changeMessage(c *schemas.Change, partition int, arena []byte) (kafkago.Message, []byte, error) {
+	if cap(arena)-len(arena) < arenaMin {
+		arena = make([]byte, 0, arenaSize)
+	}
+	v, err := schemas.AppendChange(arena[len(arena):], c)
 	if err != nil {
-		return kafkago.Message{}, err
+		return kafkago.Message{}, arena, err
 	}
-	m := kafkago.Message{Value: v, Headers: []kafkago.Header{{Key: headerKind, Value: []byte(kindChange)}}}
+	v, arena = carve(arena, v)
+	m := kafkago.Message{Value: v, Headers: changeHeaders}
 	if partition >= 0 {
-		m.Headers = append(m.Headers, partitionHeader(partition))
-	} else {
-		m.Key = partitionKey(c)
+		m.Headers = []kafkago.Header{changeHeaders[0], partitionHeader(partition)}
+		return m, arena, nil
 	}
-	return m, nil
+	m.Key, arena = carve(arena, appendPartitionKey(arena[len(arena):], c))
+	return m, arena, nil
+}
+
+// carve takes b, just appended to arena's spare capacity, into arena when
+// it fit there (else append gave b its own array), capped so that nothing
+// appended to it later can overwrite what follows.
+func carve(arena, b []byte) (out, rest []byte) {
+	if len(b) <= cap(arena)-len(arena) {
+		arena = arena[:len(arena)+len(b)]
+	}
+	return b[:len(b):len(b)], arena
 }
 
 // controlMessage encodes a progress marker or reset for one partition.

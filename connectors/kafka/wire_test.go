@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -59,6 +61,73 @@ func TestPartitionKeyFollowsTheRow(t *testing.T) {
 	for p := range parts {
 		if got := b.Balance(kafkago.Message{Key: []byte(k), Headers: []kafkago.Header{partitionHeader(p)}}, parts...); got != p {
 			t.Errorf("addressed to %d, balanced to %d", p, got)
+		}
+	}
+}
+
+// TestKeyValueEncodingIsFmts pins the key encoding to what it was when it
+// went through fmt: a different key would move rows to other partitions
+// across an upgrade.
+func TestKeyValueEncodingIsFmts(t *testing.T) {
+	values := []any{int64(0), int64(-9223372036854775808), int64(42), "", "a\x00b", "élan",
+		schemas.Decimal("1.50"), schemas.UUID{1, 2, 3}, true, nil, schemas.Unchanged, []byte("x")}
+	for _, v := range values {
+		t.Run(fmt.Sprintf("%T %v", v, v), func(t *testing.T) {
+			want := fmt.Sprintf("%T:%v\x00", v, v)
+			if got := string(appendKeyValue([]byte("p"), v)); got != "p"+want {
+				t.Errorf("key value %q, want %q", got, "p"+want)
+			}
+		})
+	}
+	c := schemas.Change{Source: "s", Schema: "public", Table: "t", Op: schemas.OpCreate,
+		Columns: []schemas.Column{{Name: "a", Key: true}, {Name: "b"}, {Name: "c", Key: true}}, After: []any{int64(7), "x", "k"}}
+	if got, want := string(partitionKey(&c)), "s\x00public\x00t\x00int64:7\x00string:k\x00"; got != want {
+		t.Errorf("partition key %q, want %q", got, want)
+	}
+}
+
+// TestChangeMessagesShareArenaSafely encodes records of every size into one
+// arena and checks none overwrote another.
+func TestChangeMessagesShareArenaSafely(t *testing.T) {
+	var changes []schemas.Change
+	for i := range 200 {
+		body := strings.Repeat("b", (i*37)%(3*arenaMin))
+		changes = append(changes, schemas.Change{Source: "s", Schema: "public", Table: "t", Op: schemas.OpCreate,
+			Columns: wireCols, After: []any{int64(i), body}})
+	}
+	changes = append(changes, schemas.Change{Source: "s", Schema: "public", Table: "t", Op: schemas.OpTruncate})
+	var arena []byte
+	var msgs []kafkago.Message
+	for i := range changes {
+		part := -1
+		if broadcast(&changes[i]) {
+			part = 2
+		}
+		m, rest, err := changeMessage(&changes[i], part, arena)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arena, msgs = rest, append(msgs, m)
+	}
+	for i, m := range msgs {
+		want, err := schemas.MarshalChange(&changes[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Value) != string(want) {
+			t.Fatalf("record %d value changed after encoding later records", i)
+		}
+		if changes[i].Op == schemas.OpTruncate {
+			if v, _ := header(&m, headerPartition); string(v) != "2" || m.Key != nil {
+				t.Errorf("broadcast record: key %q, partition header %q", m.Key, v)
+			}
+			continue
+		}
+		if string(m.Key) != string(partitionKey(&changes[i])) {
+			t.Errorf("record %d key %q, want %q", i, m.Key, partitionKey(&changes[i]))
+		}
+		if v, _ := header(&m, headerKind); string(v) != kindChange {
+			t.Errorf("record %d kind %q", i, v)
 		}
 	}
 }

@@ -99,6 +99,10 @@ func (d *valueDecoder) decode(col *schemas.Column, src []byte) (any, error) {
 		return schemas.JSON(src), nil
 	case schemas.FamilyUUID:
 		return schemas.ParseUUID(string(src))
+	case schemas.FamilyDate, schemas.FamilyTimestamp, schemas.FamilyTimestampTZ:
+		if t, ok := parseTimeText(src, col.Family != schemas.FamilyDate, col.Family == schemas.FamilyTimestampTZ); ok {
+			return t, nil
+		}
 	case schemas.FamilyBytes:
 		if len(src) >= 2 && src[0] == '\\' && src[1] == 'x' {
 			b := make([]byte, hex.DecodedLen(len(src)-2))

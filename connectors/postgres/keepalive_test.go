@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +56,39 @@ func (f *fixture) walsenderPID(ctx context.Context) int {
 			f.t.Fatal("slot never became active")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCancelStopsIdleStream cancels a stream that is waiting for the server
+// with its next status update an hour away: the receive must end at once,
+// not at its deadline.
+func TestCancelStopsIdleStream(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := newFixture(t, "cs")
+	f.exec(ctx, `CREATE TABLE `+f.table("cs")+` (id int PRIMARY KEY)`)
+	if _, err := postgres.Setup(ctx, f.cfg, schemas.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.StatusInterval, f.cfg.ReceiveTimeout = time.Hour, time.Hour
+	run := f.start(t, schemas.Position{})
+	f.exec(ctx, `INSERT INTO `+f.table("cs")+` VALUES (1)`)
+	run.collect(t, 10*time.Second, hasRow("cs", 1))
+	time.Sleep(200 * time.Millisecond) // back in a receive
+	began := time.Now()
+	run.stop()
+	done := make(chan error, 1)
+	go func() { done <- run.wait() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("stream ended with %v, want context.Canceled", err)
+		}
+		if d := time.Since(began); d > 2*time.Second {
+			t.Errorf("stream took %s to stop after cancel", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream still running 10s after cancel")
 	}
 }

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
@@ -61,7 +63,7 @@ type stream struct {
 // that is missing or invalidated is reported as an *ingest.ResetError, and
 // never re-created here.
 func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.Emitter) error {
-	conn, err := pgconn.Connect(ctx, r.cfg.replicationURL())
+	conn, err := connectReplication(ctx, r.cfg.replicationURL())
 	if err != nil {
 		return &StreamError{Position: from.LSN, Err: fmt.Errorf("replication connect: %w", err)}
 	}
@@ -86,6 +88,25 @@ func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.E
 	stopHeartbeat := r.startHeartbeat(ctx)
 	defer stopHeartbeat()
 	return s.loop(ctx)
+}
+
+// replicationReadBuffer is how much of the stream one read from the
+// socket may take. pgproto3 reads at most 8 KiB at a time, PostgreSQL's
+// own send buffer, which under load is a system call per few dozen small
+// changes; a walsender that is ahead has far more than that waiting.
+const replicationReadBuffer = 64 << 10
+
+// connectReplication connects with a larger read buffer under the
+// protocol reader.
+func connectReplication(ctx context.Context, url string) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, replicationReadBuffer), w)
+	}
+	return pgconn.ConnectConfig(ctx, cfg)
 }
 
 // checkSlot turns a missing or invalidated slot into a reset: the changes
@@ -140,23 +161,39 @@ func (s *stream) pluginArgs() []string {
 
 // loop receives until ctx ends or the connection fails. Every receive has
 // a deadline: the next status update, which goes out on time even under
-// load.
+// load. The deadline is the socket's, set when it changes, and ctx's end
+// sets one in the past: a context per receive (a timer and a watcher for
+// each message) cost about a tenth of the ingest's CPU.
 func (s *stream) loop(ctx context.Context) error {
+	sock := s.conn.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = sock.SetReadDeadline(time.Now()) })
+	defer stop()
+	var deadline time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
-		if !time.Now().Before(s.status) {
-			if err := s.sendStatus(ctx, time.Since(s.heard) >= s.r.cfg.StatusInterval); err != nil {
+		now := time.Now()
+		if !now.Before(s.status) {
+			if err := s.sendStatus(ctx, now.Sub(s.heard) >= s.r.cfg.StatusInterval); err != nil {
 				return err
 			}
 		}
-		if time.Since(s.heard) > s.r.cfg.ReceiveTimeout {
+		if now.Sub(s.heard) > s.r.cfg.ReceiveTimeout {
 			return &StreamError{Position: s.last, Err: fmt.Errorf("no message from the server for %s", s.r.cfg.ReceiveTimeout)}
 		}
-		rctx, cancel := context.WithDeadline(ctx, s.status)
-		msg, err := s.conn.ReceiveMessage(rctx)
-		cancel()
+		if !deadline.Equal(s.status) {
+			if err := sock.SetReadDeadline(s.status); err != nil {
+				return &StreamError{Position: s.last, Err: fmt.Errorf("receive: %w", err)}
+			}
+			deadline = s.status
+			// Set before this check, the deadline cannot overwrite the
+			// past one ctx's end sets after it.
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+		}
+		msg, err := s.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue

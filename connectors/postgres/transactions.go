@@ -26,8 +26,10 @@ type assembler struct {
 	source string
 	rels   *relations
 	dec    *valueDecoder
+	rows   rowParser
 
 	cur       *openTx
+	lastSize  int // changes in the last committed transaction
 	streams   map[uint32]*openTx
 	inStream  bool
 	streamXid uint32
@@ -37,6 +39,10 @@ func newAssembler(source string) *assembler {
 	dec := newValueDecoder()
 	return &assembler{source: source, dec: dec, rels: newRelations(dec), streams: map[uint32]*openTx{}}
 }
+
+// maxSizeHint caps the room a new transaction gets for changes up front,
+// so that a small one queued after a large one holds little unused memory.
+const maxSizeHint = 256
 
 // open reports whether a transaction is in progress, so the position of a
 // keepalive must not be acknowledged.
@@ -56,6 +62,12 @@ func (a *assembler) parse(data []byte, proto int) (msg pglogrepl.Message, err er
 			msg, err = nil, fmt.Errorf("%w: malformed %q message: %v", ErrProtocol, data[0], r)
 		}
 	}()
+	if msg, ok, err := a.rows.parse(data, proto, a.inStream); ok {
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q message: %v", ErrProtocol, data[0], err)
+		}
+		return msg, nil
+	}
 	if proto >= 2 {
 		msg, err = pglogrepl.ParseV2(data, a.inStream)
 	} else {
@@ -74,13 +86,16 @@ func (a *assembler) handle(msg pglogrepl.Message) (*ingest.Transaction, error) {
 		if a.cur != nil {
 			return nil, fmt.Errorf("%w: Begin of xid %d inside xid %d", ErrProtocol, m.Xid, a.cur.xid)
 		}
-		a.cur = &openTx{xid: m.Xid}
+		// Sized like the last one: a workload's transactions tend to be
+		// alike, and growing a slice of changes one doubling at a time
+		// copied each of them about twice.
+		a.cur = &openTx{xid: m.Xid, changes: make([]schemas.Change, 0, min(a.lastSize, maxSizeHint))}
 	case *pglogrepl.CommitMessage:
 		if a.cur == nil {
 			return nil, fmt.Errorf("%w: Commit without Begin", ErrProtocol)
 		}
 		tx := a.finish(a.cur, m.TransactionEndLSN, m.CommitTime)
-		a.cur = nil
+		a.cur, a.lastSize = nil, len(tx.Changes)
 		return tx, nil
 	case *pglogrepl.StreamStartMessageV2:
 		a.inStream, a.streamXid = true, m.Xid

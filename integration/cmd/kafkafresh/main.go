@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -46,7 +47,19 @@ func run() error {
 	rows := flag.Int("rows", 200000, "row changes per ingest load")
 	bigTxs := flag.Int("big-txs", 4, "transactions the large-transaction ingest load is split into")
 	smallRows := flag.Int("small-rows", 10, "rows per transaction of the small-transaction ingest load")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (ingest and origin clients) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *origin == "" || *brokers == "" {
 		return errors.New("needs -origin and -kafka (run it inside freshet-env run --only pg,kafka)")
 	}
