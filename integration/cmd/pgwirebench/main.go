@@ -62,7 +62,7 @@ func run() error {
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each round runs every target once, in rotating order")
 	flag.StringVar(&o.mode, "M", "prepared", "pgbench query mode")
 	flag.BoolVar(&o.cached, "cached", false, "add freshet with the materializer (warm cache), 1-client p50 latency, a 1M-row aggregate and freshness")
-	flag.StringVar(&o.only, "only", "", "run only the targets whose name contains this")
+	flag.StringVar(&o.only, "only", "", "run only the targets whose name contains one of these comma-separated strings")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (freshet's front end) to this file")
 	flag.Parse()
 	ctx := context.Background()
@@ -154,7 +154,7 @@ func run() error {
 	for r := 0; r < o.rounds; r++ {
 		for i := range targets {
 			tg := targets[(i+r)%len(targets)]
-			if !strings.Contains(tg.name, o.only) {
+			if !selected(tg.name, o.only) {
 				continue
 			}
 			rBefore, wBefore := syscalls()
@@ -187,6 +187,17 @@ func run() error {
 		fmt.Printf("  %-24s %10.0f\n", tg.name, mean(results[tg.name]))
 	}
 	return nil
+}
+
+// selected reports whether name contains one of only's comma-separated
+// parts, so that before/after comparisons can pick PgBouncer and the loop.
+func selected(name, only string) bool {
+	for _, part := range strings.Split(only, ",") {
+		if strings.Contains(name, part) {
+			return true
+		}
+	}
+	return false
 }
 
 func sum(m map[string]uint64) uint64 {
