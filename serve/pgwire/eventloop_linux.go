@@ -133,11 +133,9 @@ func (l *eventLoop) run() {
 		_ = unix.Close(l.wake)
 	}()
 	events := make([]unix.EpollEvent, 256)
+	sides := make([]*loopSide, len(events))
 	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		n, err := l.wait(events)
 		if err != nil {
 			// No session may be added to a loop that stopped: set closed
 			// before every session is handed back.
@@ -145,27 +143,70 @@ func (l *eventLoop) run() {
 			l.mu.Lock()
 			l.closed = true
 			l.mu.Unlock()
-			n = 0
+			l.handBackAll()
+			return
 		}
+		woken := l.lookup(events[:n], sides)
 		for i := range events[:n] {
-			if events[i].Fd == int32(l.wake) {
-				continue
-			}
-			l.mu.Lock()
-			sd := l.sides[events[i].Fd]
-			l.mu.Unlock()
-			if sd != nil && !sd.ls.handed {
+			if sd := sides[i]; sd != nil && !sd.ls.handed {
 				l.handle(sd, events[i].Events)
 			}
+			sides[i] = nil
 		}
-		l.mu.Lock()
-		closed := l.closed
-		l.mu.Unlock()
-		if closed {
+		if woken && l.isClosed() {
 			l.handBackAll()
 			return
 		}
 	}
+}
+
+// wait returns the ready events. It polls first with a raw zero-timeout
+// epoll_wait, which cannot block and so need not tell the scheduler;
+// only when nothing is ready does it block in an ordinary syscall, which
+// lets the runtime hand this thread's P to other goroutines.
+func (l *eventLoop) wait(events []unix.EpollEvent) (int, error) {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd),
+			uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e == 0 && n > 0 {
+			return int(n), nil
+		}
+		if e != 0 && e != syscall.EINTR {
+			return 0, e
+		}
+		if e == 0 {
+			n, err := unix.EpollWait(l.epfd, events, -1)
+			if err == nil {
+				return n, nil
+			}
+			if err != unix.EINTR {
+				return 0, err
+			}
+		}
+	}
+}
+
+// lookup resolves the events' descriptors to their sides under one lock
+// for the whole batch. A side handed back while the batch is handled is
+// marked handed, so its stale entry is skipped. It reports whether the
+// wake eventfd fired.
+func (l *eventLoop) lookup(events []unix.EpollEvent, sides []*loopSide) (woken bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range events {
+		if events[i].Fd == int32(l.wake) {
+			woken = true
+			continue
+		}
+		sides[i] = l.sides[events[i].Fd]
+	}
+	return woken
+}
+
+func (l *eventLoop) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }
 
 func (l *eventLoop) handBackAll() {
