@@ -19,7 +19,7 @@ func ingestFlags(args []string, stderr io.Writer) (ingestnode.Config, string, er
 	fs.StringVar(&c.Source, "source", os.Getenv("FRESHET_SOURCE"), "origin PostgreSQL URL; the role needs REPLICATION, and superuser to create the publication [FRESHET_SOURCE]")
 	fs.StringVar(&kafkaList, "kafka", os.Getenv("FRESHET_KAFKA"), "Kafka bootstrap brokers, host:port,... [FRESHET_KAFKA]")
 	fs.StringVar(&c.Topic, "topic", os.Getenv("FRESHET_TOPIC"), `the source's topic, created if missing; default "freshet." + slot [FRESHET_TOPIC]`)
-	fs.IntVar(&c.Partitions, "partitions", int(envInt("FRESHET_PARTITIONS", 6)), "partitions of a topic created here [FRESHET_PARTITIONS]")
+	fs.IntVar(&c.Partitions, "partitions", int(envInt("FRESHET_PARTITIONS", 3)), "partitions of a topic created here; each adds a produce request and a fetch per write [FRESHET_PARTITIONS]")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", int(envInt("FRESHET_REPLICATION_FACTOR", 1)), "replication factor of a topic created here [FRESHET_REPLICATION_FACTOR]")
 	fs.StringVar(&c.Slot, "slot", envOr("FRESHET_SLOT", "freshet"), "logical replication slot, created if missing [FRESHET_SLOT]")
 	fs.StringVar(&c.Publication, "publication", envOr("FRESHET_PUBLICATION", "freshet"), "publication, created if missing [FRESHET_PUBLICATION]")

@@ -39,7 +39,9 @@ type Config struct {
 	// Topic is the source's topic. Default "freshet." + Slot.
 	Topic string
 	// Partitions and ReplicationFactor apply when the topic is created.
-	// Defaults 6 and 1.
+	// Defaults 3 and 1 (the producer's: every write puts a marker on every
+	// partition, so each partition adds a produce request and a fetch per
+	// write; ADR 0006).
 	Partitions, ReplicationFactor int
 	// Slot and Publication are created when missing. Default "freshet".
 	Slot, Publication string

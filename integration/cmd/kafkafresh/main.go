@@ -5,7 +5,10 @@
 //     few large transactions, many small ones, and a backlog;
 //   - freshness: the time from an origin commit until each of two regional
 //     nodes (`freshet serve --region`, fed by `freshet ingest` through
-//     Kafka on loopback) returns the new value of a cached read.
+//     Kafka on loopback) returns the new value of a cached read. Readers
+//     pause between polls, as the embedded figure's (integration/cmd/demo)
+//     do: two readers polling without a pause keep both cores of the test
+//     machine busy and slow the broker and the nodes they measure.
 //
 // It runs inside the test environment (make bench-kafka-e2e):
 //
@@ -47,6 +50,9 @@ func run() error {
 	rows := flag.Int("rows", 200000, "row changes per ingest load")
 	bigTxs := flag.Int("big-txs", 4, "transactions the large-transaction ingest load is split into")
 	smallRows := flag.Int("small-rows", 10, "rows per transaction of the small-transaction ingest load")
+	partitions := flag.Int("partitions", 0, "partitions of the freshness topic; 0: the ingest's default")
+	heartbeat := flag.Duration("heartbeat", 20*time.Millisecond, "the ingest's heartbeat interval (freshness)")
+	poll := flag.Duration("poll", 100*time.Microsecond, "pause between a reader's polls (freshness); 0 polls without pause")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (ingest and origin clients) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -68,6 +74,9 @@ func run() error {
 	}
 	if *rows <= 0 || *bigTxs <= 0 || *smallRows <= 0 {
 		return errors.New("-rows, -big-txs and -small-rows must be positive")
+	}
+	if *partitions < 0 || *heartbeat <= 0 || *poll < 0 {
+		return errors.New("-partitions and -poll must not be negative, -heartbeat must be positive")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -96,19 +105,19 @@ func run() error {
 		return err
 	}
 	defer cleanup(super, name, table)
-	addrs, stop, err := start(ctx, *origin, kafka, name, table)
+	addrs, stop, err := start(ctx, *origin, kafka, name, table, *partitions, *heartbeat)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	ds, err := freshness(ctx, super, *origin, addrs, table, *n)
+	ds, err := freshness(ctx, super, *origin, addrs, table, *n, *poll)
 	if err != nil {
 		return err
 	}
 	for i, d := range ds {
 		slices.Sort(d)
-		fmt.Printf("freshness through Kafka, region %c: p50 %s  p99 %s  max %s  (n=%d)\n", 'a'+i,
-			d[len(d)/2].Round(10*time.Microsecond), d[len(d)*99/100].Round(10*time.Microsecond), d[len(d)-1].Round(10*time.Microsecond), len(d))
+		fmt.Printf("freshness through Kafka, region %c: p50 %s  p99 %s  max %s  (n=%d, polls %s apart)\n", 'a'+i,
+			d[len(d)/2].Round(10*time.Microsecond), d[len(d)*99/100].Round(10*time.Microsecond), d[len(d)-1].Round(10*time.Microsecond), len(d), *poll)
 	}
 	return nil
 }
@@ -121,12 +130,12 @@ func randHex() string {
 
 // start runs an ingest and two regions; it returns the regions' client
 // addresses once both have a watermark.
-func start(ctx context.Context, origin string, brokers []string, name, table string) ([]string, func(), error) {
+func start(ctx context.Context, origin string, brokers []string, name, table string, partitions int, heartbeat time.Duration) ([]string, func(), error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := func() { cancel(); wg.Wait() }
-	ing, err := ingestnode.New(ingestnode.Config{Source: origin, Brokers: brokers, Topic: name, Partitions: 6,
-		Slot: name + "_slot", Publication: name + "_pub", Tables: []string{"public." + table}, Heartbeat: 20 * time.Millisecond})
+	ing, err := ingestnode.New(ingestnode.Config{Source: origin, Brokers: brokers, Topic: name, Partitions: partitions,
+		Slot: name + "_slot", Publication: name + "_pub", Tables: []string{"public." + table}, Heartbeat: heartbeat})
 	if err != nil {
 		return nil, stop, err
 	}
@@ -161,8 +170,8 @@ func start(ctx context.Context, origin string, brokers []string, name, table str
 }
 
 // freshness updates the row at the origin n times and, for each region,
-// polls a cached read of it until the new value is returned.
-func freshness(ctx context.Context, super *pgx.Conn, origin string, addrs []string, table string, n int) ([][]time.Duration, error) {
+// polls a cached read of it, pause apart, until the new value is returned.
+func freshness(ctx context.Context, super *pgx.Conn, origin string, addrs []string, table string, n int, pause time.Duration) ([][]time.Duration, error) {
 	var conns []*pgx.Conn
 	for _, a := range addrs {
 		c, err := pgx.Connect(ctx, withHost(origin, a))
@@ -191,10 +200,13 @@ func freshness(ctx context.Context, super *pgx.Conn, origin string, addrs []stri
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for v := -1; v != i+1; {
+				for v := -1; ; time.Sleep(pause) {
 					if err := c.QueryRow(ctx, q).Scan(&v); err != nil {
 						errs[ri] = err
 						return
+					}
+					if v == i+1 {
+						break
 					}
 					if time.Since(t0) > 10*time.Second {
 						errs[ri] = fmt.Errorf("update %d not seen in 10s", i)
