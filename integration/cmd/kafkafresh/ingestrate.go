@@ -77,7 +77,7 @@ func ingestRate(ctx context.Context, super *pgx.Conn, origin string, brokers []s
 		return res, err
 	}
 	defer cleanup(super, name, table)
-	cfg := ingestnode.Config{Source: origin, Brokers: brokers, Topic: name, Partitions: 6,
+	cfg := ingestnode.Config{Source: origin, Brokers: brokers, Topic: name, Partitions: 0, // the ingest's default
 		Slot: name + "_slot", Publication: name + "_pub", Tables: []string{"public." + table}, Heartbeat: 50 * time.Millisecond}
 	ing, stop, err := startIngest(ctx, cfg, true)
 	if err != nil {
