@@ -204,13 +204,12 @@ func (s *session) cacheExtendedMessage(ctx context.Context, r *bufio.Reader, typ
 			}
 		}
 	case 'P':
-		if !c.extOpen {
+		if s.trackParse(r, n) && !c.extOpen {
 			served, err := s.cacheParsed(ctx, r, n)
 			if served || err != nil {
 				return served, err
 			}
 		}
-		s.trackParse(r, n)
 	case 'C':
 		s.trackClose(r, n)
 	}
@@ -410,55 +409,54 @@ func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
 	return portal, true
 }
 
-// trackParse records a named statement for later Binds.
-func (s *session) trackParse(r *bufio.Reader, n int) {
+// trackParse records the statement a Parse defines for later Binds;
+// unnamed reports that it is the unnamed statement and a cacheable read.
+func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 	c := s.cache
 	if n+1 > r.Size() {
 		c.unknown.Store(true)
-		return
+		return false
 	}
 	b, err := r.Peek(n + 1)
 	if err != nil {
-		return
+		return false
 	}
 	body := b[5 : n+1]
 	name, rest, ok1 := bytes.Cut(body, []byte{0})
 	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
-	if !ok1 || !ok2 || len(rest) < 2 {
-		return
+	if len(name) == 0 {
+		c.unnamed.forget() // whatever follows, the old one is gone
 	}
-	if st := materialize.Classify(string(sql)); st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
+	if !ok1 || !ok2 || len(rest) < 2 {
+		return false
+	}
+	st := materialize.Classify(string(sql))
+	if st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
 		// SET ROLE, SET search_path ... through the extended protocol.
 		c.unknown.Store(true)
-		return
+		return false
 	}
+	cacheable := st.Class == materialize.ClassCacheable && !st.Multi
 	if len(name) == 0 {
-		// The origin gets this one: it is the unnamed statement there too.
-		if st := materialize.Classify(string(sql)); !c.unnamed.set(b) || st.Class != materialize.ClassCacheable || st.Multi {
-			c.unnamed.forget()
-		}
-		return
+		return cacheable && c.unnamed.set(b)
 	}
 	if _, dup := c.stmts[string(name)]; dup {
 		// The origin refuses a second Parse of a name: which statement
 		// it holds is no longer certain.
 		c.unknown.Store(true)
-		return
+		return false
 	}
 	np := int(binary.BigEndian.Uint16(rest))
 	rest = rest[2:]
-	if len(rest) < 4*np {
-		return
+	if len(rest) < 4*np || !cacheable {
+		return false
 	}
 	types := make([]uint32, np)
 	for i := range types {
 		types[i] = binary.BigEndian.Uint32(rest[4*i:])
 	}
-	st := materialize.Classify(string(sql))
-	if st.Class != materialize.ClassCacheable || st.Multi {
-		return
-	}
 	c.stmts[string(name)] = prepared{sql: strings.Clone(string(sql)), types: types}
+	return false
 }
 
 // trackClose forgets a closed statement.

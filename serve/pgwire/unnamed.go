@@ -78,38 +78,27 @@ func parseShape(shape string) string {
 	return ""
 }
 
-// cacheParsed offers an unnamed Parse followed by Bind [Describe]
-// Execute Sync, wholly buffered, to the cache. n is the Parse's length.
+// cacheParsed offers the unnamed Parse trackParse just recorded,
+// followed by Bind [Describe] Execute Sync, wholly buffered, to the
+// cache. n is the Parse's length.
 func (s *session) cacheParsed(ctx context.Context, r *bufio.Reader, n int) (bool, error) {
 	c := s.cache
-	if n+1 > r.Size() || !s.cacheIdle() {
+	if !s.cacheIdle() {
 		return false, nil
 	}
 	buf, _ := r.Peek(r.Buffered())
-	if len(buf) < n+1 {
-		return false, nil
-	}
-	u := &c.unnamed
-	if !u.set(buf[:n+1]) {
-		return false, nil
-	}
-	if st := materialize.Classify(u.sql); st.Class != materialize.ClassCacheable || st.Multi {
-		u.forget()
-		return false, nil
-	}
 	seq := &c.seq
 	total, ok := parseSequence(buf[n+1:], seq)
 	if !ok || seq.stmt != "" {
-		u.forget()
 		return false, nil
 	}
+	u := &c.unnamed
 	c.req.SQL, c.req.Shape = u.sql, parseShape(seq.shape)
 	c.req.Params = materialize.Params{Types: u.types, Formats: seq.paramFormats, Values: seq.values}
 	c.req.ResultFormats = seq.resultFormats
 	served, err := s.lookup(ctx, r, n+1+total)
-	// Either way the client's unnamed statement is now this one; the
-	// origin has it only if the request went there.
-	u.valid, u.pending = true, served
+	// Answered from the cache, the Parse never reached the origin.
+	u.pending = served
 	return served, err
 }
 
