@@ -59,6 +59,18 @@ type Cache interface {
 
 var _ Cache = (*Materializer)(nil)
 
+// SpoilsFill reports a PostgreSQL backend message that must never be part
+// of a cached response: an error, a notice, a parameter change, a
+// notification, or COPY. The front end's fill capture and the refresher
+// (which must produce the same bytes) apply this one rule.
+func SpoilsFill(typ byte) bool {
+	switch typ {
+	case 'E', 'N', 'S', 'A', 'G', 'H', 'W', 'd', 'c':
+		return true
+	}
+	return false
+}
+
 // PassThrough is the Cache that caches nothing: every lookup goes to the
 // origin unfilled, so a front end using it is a plain proxy.
 type PassThrough struct{}

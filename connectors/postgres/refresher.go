@@ -418,16 +418,12 @@ func (c *refreshConn) capture(extended, withParse bool) ([]byte, error) {
 			return nil, err
 		}
 		out = msg
-		switch typ {
-		case 'E':
-			if spoiled == "" {
-				spoiled = decodeError(out[start:]).Error()
-			}
-		case 'N', 'S', 'A', 'G', 'H', 'W', 'd', 'c':
-			if spoiled == "" {
-				spoiled = fmt.Sprintf("message %q in the response", typ)
-			}
-		case 'Z':
+		switch {
+		case spoiled == "" && typ == 'E':
+			spoiled = decodeError(out[start:]).Error()
+		case spoiled == "" && materialize.SpoilsFill(typ):
+			spoiled = fmt.Sprintf("message %q in the response", typ)
+		case typ == 'Z':
 			if spoiled != "" {
 				return nil, fmt.Errorf("postgres: refresh: not cacheable: %s", spoiled)
 			}

@@ -481,8 +481,7 @@ func (s *session) captureMessage(c *capture, r *bufio.Reader, typ byte, total in
 	if c.failed {
 		return
 	}
-	switch typ {
-	case 'E', 'N', 'S', 'A', 'G', 'H', 'W', 'd', 'c':
+	if materialize.SpoilsFill(typ) {
 		c.failed = true
 		return
 	}
