@@ -332,10 +332,13 @@ type Ticket struct {
 // Deps are the dependencies the result will be registered under.
 func (t *Ticket) Deps() []cache.Dependency { return t.deps }
 
-func (m *Materializer) begin(q *Query) *Ticket {
+func (m *Materializer) begin(q *Query) *Ticket { return m.ticket(q, m.flights.lead(q.Key)) }
+
+// ticket starts a fill of q led by fl: the dependency versions are taken
+// now, before the origin is asked (the stale-fill guard).
+func (m *Materializer) ticket(q *Query, fl *flight) *Ticket {
 	deps := Dependencies(q.Analysis, q.Params)
-	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now()}
-	tk.flight = m.flights.lead(tk.key)
+	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now(), flight: fl}
 	tk.tok, tk.refs = m.ix.begin(deps)
 	if h := m.cfg.Hooks.AfterBegin; h != nil {
 		h()

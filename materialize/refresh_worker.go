@@ -106,11 +106,5 @@ func (m *Materializer) beginRefresh(q *Query) *Ticket {
 	if fl == nil {
 		return nil
 	}
-	deps := Dependencies(q.Analysis, q.Params)
-	tk := &Ticket{key: append([]byte(nil), q.Key...), deps: deps, gen: m.memo.Load().gen, start: time.Now(), flight: fl}
-	tk.tok, tk.refs = m.ix.begin(deps)
-	if h := m.cfg.Hooks.AfterBegin; h != nil {
-		h()
-	}
-	return tk
+	return m.ticket(q, fl)
 }
