@@ -2,17 +2,12 @@ package integration
 
 import (
 	"context"
-	"math/rand/v2"
 	"net/url"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/freshetdb/freshet/ingest"
 	"github.com/freshetdb/freshet/internal/embedded"
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
@@ -81,13 +76,9 @@ func TestFreshetUpPrecision(t *testing.T) {
 func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	t.Parallel()
 	const (
-		rows    = 64
-		readers = 6
-		writers = 2
-		minOps  = 100_000
-		minTime = 5 * time.Second
-		maxTime = 75 * time.Second
-		bound   = 500 * time.Millisecond
+		rows   = 64
+		minOps = 100_000
+		bound  = 500 * time.Millisecond
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -95,103 +86,46 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	f := startUpWith(t, []string{"acct"}, `
 		CREATE TABLE {name}_acct (id int PRIMARY KEY, ver int NOT NULL);
 		INSERT INTO {name}_acct SELECT g, 0 FROM generate_series(1, 64) g;`,
-		materialize.Hooks{
-			AfterBegin: jitter(0.2, 3*time.Millisecond), BeforeEnd: jitter(0.2, 3*time.Millisecond),
-			BeforeChange: jitter(0.05, 2*time.Millisecond),
-			BeforeAdvance: func(b *ingest.Batch) {
-				at := time.Now()
-				for _, c := range b.Changes {
-					if len(c.After) == 2 {
-						applied.add(int(c.After[0].(int64)), int(c.After[1].(int64)), at)
-					}
-				}
-				jitter(0.1, 2*time.Millisecond)()
-			},
-		}, bound, func(f *upFixture, cfg *embedded.Config) {
+		adversarialHooks(applied), bound, func(f *upFixture, cfg *embedded.Config) {
 			u, _ := url.Parse(testenv.PostgresURL(t))
 			cfg.RefreshURL = makeRefreshLogin(t, f, u.User.Username())
 		})
 	sel := "SELECT ver FROM " + f.table("acct") + " WHERE id = $1"
-	pick := func(hot bool) int {
-		if hot {
-			return 1 + rand.N(8)
-		}
-		return 1 + rand.N(rows)
+	w := adversarialWorkload{
+		rows: rows, readers: 6, writers: 2, minOps: minOps,
+		minTime: 5 * time.Second, maxTime: 75 * time.Second, hotShare: 0.8, rywShare: 1,
 	}
-	h := &history{acks: map[int][]ack{}}
-	var ops, ryw atomic.Int64
-	var stop atomic.Bool
-	start := time.Now()
-	done := func() bool {
-		el := time.Since(start)
-		return stop.Load() || el > maxTime || (el > minTime && ops.Load() >= minOps)
+	writers := make([]*pgx.Conn, w.writers)
+	for i := range writers {
+		writers[i] = f.connect(ctx)
 	}
-	fail := func(what string, err error) {
-		if !stop.Swap(true) {
-			t.Errorf("%s: %v", what, err)
-		}
+	readers := make([]*pgx.Conn, w.readers)
+	for i := range readers {
+		readers[i] = f.connect(ctx)
 	}
-	var mu sync.Mutex
-	var reads []readRecord
-	var wg sync.WaitGroup
-	for range writers {
-		c := f.connect(ctx)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !done() {
-				id := pick(rand.Float64() < 0.8)
-				var ver int
-				if err := c.QueryRow(ctx, "UPDATE "+f.table("acct")+" SET ver = ver + 1 WHERE id = $1 RETURNING ver", id).Scan(&ver); err != nil {
-					fail("write", err)
-					return
-				}
-				h.add(id, ver, time.Now())
-				ops.Add(1)
-				var got int
-				if err := c.QueryRow(ctx, sel, id).Scan(&got); err != nil {
-					fail("read after write", err)
-					return
-				}
-				if got < ver {
-					ryw.Add(1)
-				}
-				ops.Add(1)
-			}
-		}()
+	w.write = func(ctx context.Context, i, id int) (int, error) {
+		var ver int
+		err := writers[i].QueryRow(ctx, "UPDATE "+f.table("acct")+" SET ver = ver + 1 WHERE id = $1 RETURNING ver", id).Scan(&ver)
+		return ver, err
 	}
-	for r := range readers {
-		c := f.connect(ctx)
+	w.readBack = func(ctx context.Context, i, id int) (int, error) {
+		var got int
+		err := writers[i].QueryRow(ctx, sel, id).Scan(&got)
+		return got, err
+	}
+	w.read = func(ctx context.Context, i, id int) (int, bool, error) {
 		mode := pgx.QueryExecModeCacheStatement
-		if r%2 == 1 {
+		if i%2 == 1 {
 			mode = pgx.QueryExecModeSimpleProtocol
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local []readRecord
-			for !done() {
-				id := pick(rand.Float64() < 0.5)
-				t0 := time.Now()
-				var v int
-				if err := c.QueryRow(ctx, sel, mode, id).Scan(&v); err != nil {
-					fail("read", err)
-					return
-				}
-				local = append(local, readRecord{id: id, ver: v, start: t0})
-				ops.Add(1)
-			}
-			mu.Lock()
-			reads = append(reads, local...)
-			mu.Unlock()
-		}()
+		var v int
+		err := readers[i].QueryRow(ctx, sel, mode, id).Scan(&v)
+		return v, false, err
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	res := w.run(ctx, t)
 
 	f.waitWatermark(ctx)
 	sweep := f.connect(ctx)
-	staleEntries := 0
 	for id := 1; id <= rows; id++ {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
 			var got, want int
@@ -202,28 +136,13 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got != want {
-				staleEntries++
 				t.Errorf("row %d (%s): freshet returns version %d, origin %d", id, mode, got, want)
 			}
 		}
 	}
 	s := f.node.Materializer().Stats()
-	t.Logf("%d ops in %s through the front end: %d reads; stats %+v", ops.Load(), elapsed.Round(time.Millisecond), len(reads), s)
-	if n, first := h.stale(reads, bound); n > 0 {
-		t.Errorf("%d reads older than the staleness bound %s; first: %s", n, bound, first)
-	}
-	applied.mu.Lock()
-	n, first := applied.stale(reads, 0)
-	applied.mu.Unlock()
-	if n > 0 {
-		t.Errorf("%d reads returned a version older than one already applied; first: %s", n, first)
-	}
-	if v := ryw.Load(); v > 0 {
-		t.Errorf("%d read-your-writes violations", v)
-	}
-	if ops.Load() < minOps {
-		t.Errorf("only %d operations in %s, want %d", ops.Load(), elapsed, minOps)
-	}
+	t.Logf("%d ops in %s through the front end: %d reads; stats %+v", res.ops, res.elapsed.Round(time.Millisecond), len(res.reads), s)
+	res.check(t, applied, bound, minOps)
 	if s.Hits == 0 || s.StaleFills == 0 || s.Invalidated == 0 {
 		t.Errorf("the cache was not exercised: %d hits, %d refused fills, %d invalidations", s.Hits, s.StaleFills, s.Invalidated)
 	}
@@ -232,7 +151,6 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	if rs.Done == 0 {
 		t.Errorf("refresh-ahead was not exercised: %+v", rs)
 	}
-	_ = strconv.Itoa
 }
 
 // TestFreshetUpSessionRules: reads inside a transaction, after a SET, or

@@ -7,11 +7,9 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/freshetdb/freshet/ingest"
 	"github.com/freshetdb/freshet/materialize"
 	"github.com/freshetdb/freshet/schemas"
 )
@@ -97,130 +95,53 @@ func (h *history) stale(reads []readRecord, bound time.Duration) (n int, first s
 func TestMaterializerConsistencyAdversarial(t *testing.T) {
 	t.Parallel()
 	const (
-		rows     = 64
-		readers  = 6
-		writers  = 3
-		minOps   = 100_000
-		maxTime  = 60 * time.Second
-		bound    = 500 * time.Millisecond
-		minTime  = 5 * time.Second
-		hotShare = 0.8 // share of writes to the 8 hot rows; the rest are rarely written
+		rows   = 64
+		minOps = 100_000
+		bound  = 500 * time.Millisecond
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// applied is, per row, when each version's change had been applied
-	// (its entries invalidated): from then on no read may return an older
-	// version, from the cache or the origin.
 	applied := &history{acks: map[int][]ack{}}
 	f := startMaterializer(t, []string{"acct"}, `
 		CREATE TABLE {name}_acct (id int PRIMARY KEY, ver int NOT NULL);
 		INSERT INTO {name}_acct SELECT g, 0 FROM generate_series(1, 64) g;`,
-		materialize.Config{
-			StalenessBound: bound, FenceWait: 20 * time.Millisecond,
-			Hooks: materialize.Hooks{
-				AfterBegin: jitter(0.2, 3*time.Millisecond), BeforeEnd: jitter(0.2, 3*time.Millisecond),
-				BeforeChange: jitter(0.05, 2*time.Millisecond),
-				BeforeAdvance: func(b *ingest.Batch) {
-					at := time.Now()
-					for _, c := range b.Changes {
-						if len(c.After) == 2 {
-							applied.add(int(c.After[0].(int64)), int(c.After[1].(int64)), at)
-						}
-					}
-					jitter(0.1, 2*time.Millisecond)()
-				},
-			},
-		})
+		materialize.Config{StalenessBound: bound, FenceWait: 20 * time.Millisecond, Hooks: adversarialHooks(applied)})
 	byParam := "SELECT ver::text FROM " + f.table("acct") + " WHERE id = $1"
 	literal := func(id int) string {
 		return "SELECT ver::text FROM " + f.table("acct") + " WHERE id = " + strconv.Itoa(id)
 	}
-	pick := func(hot bool) int {
-		if hot {
-			return 1 + rand.N(8)
-		}
-		return 1 + rand.N(rows)
-	}
-	h := &history{acks: map[int][]ack{}}
-	var ops, rywViolations atomic.Int64
-	var stop atomic.Bool
-	start := time.Now()
-	done := func() bool {
-		el := time.Since(start)
-		return stop.Load() || el > maxTime || (el > minTime && ops.Load() >= minOps)
-	}
-	var mu sync.Mutex
-	var reads []readRecord
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !done() {
-				id := pick(rand.Float64() < hotShare)
-				var ver int
-				if err := f.pool.QueryRow(ctx, "UPDATE "+f.table("acct")+" SET ver = ver + 1 WHERE id = $1 RETURNING ver", id).Scan(&ver); err != nil {
-					t.Errorf("write: %v", err)
-					stop.Store(true)
-					return
-				}
-				h.add(id, ver, time.Now())
-				ops.Add(1)
-				if rand.N(4) != 0 {
-					continue
-				}
-				// Read-your-writes: the session's next read must see it.
-				fence, err := f.pos.CurrentPosition(ctx)
-				if err != nil {
-					t.Errorf("position: %v", err)
-					stop.Store(true)
-					return
-				}
-				got, _, err := f.read(ctx, fence, byParam, strconv.Itoa(id))
-				if err != nil {
-					t.Errorf("read after write: %v", err)
-					stop.Store(true)
-					return
-				}
-				if v, _ := strconv.Atoi(got); v < ver {
-					rywViolations.Add(1)
-				}
-				ops.Add(1)
+	w := adversarialWorkload{
+		rows: rows, readers: 6, writers: 3, minOps: minOps,
+		minTime: 5 * time.Second, maxTime: 60 * time.Second, hotShare: 0.8, rywShare: 0.25,
+		write: func(ctx context.Context, _, id int) (int, error) {
+			var ver int
+			err := f.pool.QueryRow(ctx, "UPDATE "+f.table("acct")+" SET ver = ver + 1 WHERE id = $1 RETURNING ver", id).Scan(&ver)
+			return ver, err
+		},
+		// Read-your-writes: the session's next read waits for its write.
+		readBack: func(ctx context.Context, _, id int) (int, error) {
+			fence, err := f.pos.CurrentPosition(ctx)
+			if err != nil {
+				return 0, err
 			}
-		}()
-	}
-	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local []readRecord
-			for !done() {
-				id := pick(rand.Float64() < 0.5)
-				t0 := time.Now()
-				var got string
-				var hit bool
-				var err error
-				if r%2 == 0 {
-					got, hit, err = f.read(ctx, schemas.Position{}, byParam, strconv.Itoa(id))
-				} else {
-					got, hit, err = f.read(ctx, schemas.Position{}, literal(id))
-				}
-				if err != nil {
-					t.Errorf("read: %v", err)
-					stop.Store(true)
-					return
-				}
-				v, _ := strconv.Atoi(got)
-				local = append(local, readRecord{id: id, ver: v, start: t0, hit: hit})
-				ops.Add(1)
+			got, _, err := f.read(ctx, fence, byParam, strconv.Itoa(id))
+			v, _ := strconv.Atoi(got)
+			return v, err
+		},
+		read: func(ctx context.Context, r, id int) (int, bool, error) {
+			var got string
+			var hit bool
+			var err error
+			if r%2 == 0 {
+				got, hit, err = f.read(ctx, schemas.Position{}, byParam, strconv.Itoa(id))
+			} else {
+				got, hit, err = f.read(ctx, schemas.Position{}, literal(id))
 			}
-			mu.Lock()
-			reads = append(reads, local...)
-			mu.Unlock()
-		}()
+			v, _ := strconv.Atoi(got)
+			return v, hit, err
+		},
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	res := w.run(ctx, t)
 
 	// Caught up, every cached entry must equal the origin.
 	f.catchUp(ctx)
@@ -246,32 +167,12 @@ func TestMaterializerConsistencyAdversarial(t *testing.T) {
 			}
 		}
 	}
-	n, first := h.stale(reads, bound)
-	applied.mu.Lock()
-	strict, firstStrict := applied.stale(reads, 0)
-	applied.mu.Unlock()
 	s := f.m.Stats()
-	hits := 0
-	for _, r := range reads {
-		if r.hit {
-			hits++
-		}
-	}
-	t.Logf("%d ops in %s: %d reads (%d hits), stats %+v", ops.Load(), elapsed.Round(time.Millisecond), len(reads), hits, s)
-	if n > 0 {
-		t.Errorf("%d reads older than the staleness bound %s; first: %s", n, bound, first)
-	}
-	if strict > 0 {
-		t.Errorf("%d reads returned a version older than one already applied (a stale fill or a missed invalidation); first: %s", strict, firstStrict)
-	}
-	if v := rywViolations.Load(); v > 0 {
-		t.Errorf("%d read-your-writes violations", v)
-	}
+	hits := res.hits()
+	t.Logf("%d ops in %s: %d reads (%d hits), stats %+v", res.ops, res.elapsed.Round(time.Millisecond), len(res.reads), hits, s)
+	res.check(t, applied, bound, minOps)
 	if staleFills > 0 {
 		t.Errorf("%d stale fills survived", staleFills)
-	}
-	if ops.Load() < minOps {
-		t.Errorf("only %d operations in %s, want %d", ops.Load(), elapsed, minOps)
 	}
 	if hits == 0 || s.StaleFills == 0 || s.Invalidated == 0 {
 		t.Errorf("the test did not exercise the cache: %d hits, %d refused fills, %d invalidations", hits, s.StaleFills, s.Invalidated)
