@@ -75,8 +75,11 @@ type Node struct {
 	mu       sync.Mutex
 	durable  schemas.Position // of the pipelines that ended
 	restarts atomic.Uint64
-	kafkaUp  atomic.Bool
-	lastErr  atomic.Pointer[string]
+	// setupRetries counts failed attempts to set up the source that were
+	// tried again (the origin unreachable or starting).
+	setupRetries atomic.Uint64
+	kafkaUp      atomic.Bool
+	lastErr      atomic.Pointer[string]
 }
 
 // New validates cfg.
@@ -131,9 +134,12 @@ func (n *Node) Topic() string { return n.cfg.Topic }
 func (n *Node) Run(ctx context.Context) error {
 	pcfg := postgres.Config{URL: n.cfg.Source, Name: n.cfg.Name, Slot: n.cfg.Slot, Publication: n.cfg.Publication,
 		Tables: n.cfg.Tables, HeartbeatInterval: n.cfg.Heartbeat, StatusInterval: n.cfg.StatusInterval, Logger: n.log}
-	report, err := postgres.Setup(ctx, pcfg, schemas.Position{})
+	report, err := n.setup(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("ingestnode: %w", err)
+	}
+	if report == nil {
+		return nil // ctx ended
 	}
 	for _, t := range report.Tables {
 		if t.Advice != "" {

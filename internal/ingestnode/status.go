@@ -11,6 +11,9 @@ type Status struct {
 	Durable string `json:"durable_position"`
 	// Restarts counts pipelines started again after a failure.
 	Restarts uint64 `json:"restarts"`
+	// SetupRetries counts attempts to set up the publication and slot
+	// that failed because the origin was unreachable or not ready.
+	SetupRetries uint64 `json:"setup_retries"`
 	// KafkaUp: the current producer was created and has not failed.
 	KafkaUp bool `json:"kafka_up"`
 	// LastError is what stopped the last pipeline.
@@ -19,7 +22,7 @@ type Status struct {
 
 // Status reports the node's progress.
 func (n *Node) Status() Status {
-	s := Status{Topic: n.cfg.Topic, Slot: n.cfg.Slot, Restarts: n.restarts.Load(), KafkaUp: n.kafkaUp.Load()}
+	s := Status{Topic: n.cfg.Topic, Slot: n.cfg.Slot, Restarts: n.restarts.Load(), SetupRetries: n.setupRetries.Load(), KafkaUp: n.kafkaUp.Load()}
 	if d := n.Durable(); !d.IsZero() {
 		s.Durable = d.String()
 	}
