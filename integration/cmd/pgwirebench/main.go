@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -186,7 +187,31 @@ func run() error {
 		}
 		fmt.Printf("  %-24s %10.0f\n", tg.name, mean(results[tg.name]))
 	}
+	printRatios(results, targets)
 	return nil
+}
+
+// printRatios prints each freshet target's throughput against PgBouncer's
+// and direct PostgreSQL's: the ratio of the means, and the range of the
+// ratios within a round (runs of one round share the machine's mood).
+func printRatios(results map[string][]float64, targets []struct{ name, url string }) {
+	bases := []string{"pgbouncer (session)", "postgres (direct)"}
+	for _, tg := range targets {
+		if !strings.HasPrefix(tg.name, "freshet") || len(results[tg.name]) == 0 {
+			continue
+		}
+		for _, base := range bases {
+			b := results[base]
+			if len(b) != len(results[tg.name]) {
+				continue
+			}
+			lo, hi := math.Inf(1), math.Inf(-1)
+			for i, v := range results[tg.name] {
+				lo, hi = min(lo, v/b[i]), max(hi, v/b[i])
+			}
+			fmt.Printf("  %-24s %.2fx %s (rounds %.2f-%.2f)\n", tg.name, mean(results[tg.name])/mean(b), base, lo, hi)
+		}
+	}
 }
 
 // selected reports whether name contains one of only's comma-separated
