@@ -83,7 +83,7 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
 	k := cache.Key{
-		Database: r.Database, Role: r.Role, Statement: r.SQL, Shape: r.Shape,
+		Database: r.Database, Role: r.Role, Statement: r.SQL, StatementID: res.StatementID, Shape: r.Shape,
 		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
 		ResultFormats: r.ResultFormats, Settings: r.Settings,
 	}

@@ -38,6 +38,13 @@ type Key struct {
 	// fingerprint ignores constants and column aliases, which change the
 	// result.
 	Statement string
+	// StatementID, when not zero, stands for Role and Statement (and the
+	// search_path analysis used), which are then not encoded: the
+	// analysis memo's analyze.Result.StatementID, never given to another
+	// text for the life of the process. The key is then a few bytes
+	// instead of the whole text; the same text under a new ID (after the
+	// memo is emptied) only misses its old entries, which age out.
+	StatementID uint64
 	// Shape names the protocol message sequence when it changes the
 	// response for the same statement ("" for a simple Query).
 	Shape string
@@ -53,7 +60,7 @@ type Key struct {
 }
 
 // keyVersion starts every encoded key; bump it when the layout changes.
-const keyVersion = 2
+const keyVersion = 3
 
 // AppendKey appends k's unambiguous encoding to dst and returns it: every
 // field is length-prefixed, NULL parameters are distinct from empty ones.
@@ -61,8 +68,13 @@ const keyVersion = 2
 func AppendKey(dst []byte, k *Key) []byte {
 	dst = append(dst, keyVersion)
 	dst = appendString(dst, k.Database)
-	dst = appendString(dst, k.Role)
-	dst = appendString(dst, k.Statement)
+	if k.StatementID != 0 {
+		dst = binary.AppendUvarint(dst, k.StatementID)
+	} else {
+		dst = append(dst, 0) // no ID: the text follows
+		dst = appendString(dst, k.Role)
+		dst = appendString(dst, k.Statement)
+	}
 	dst = appendString(dst, k.Shape)
 	dst = binary.AppendUvarint(dst, uint64(len(k.ParamTypes)))
 	for _, t := range k.ParamTypes {
@@ -79,16 +91,42 @@ func AppendKey(dst []byte, k *Key) []byte {
 		dst = append(dst, p...)
 	}
 	dst = appendCodes(dst, k.ResultFormats)
-	if k.Settings != nil {
-		for _, s := range k.Settings {
-			dst = appendString(dst, s)
-		}
-	} else {
-		for range numSettings {
-			dst = appendString(dst, "")
+	return appendSettings(dst, k.Settings)
+}
+
+// appendSettings encodes the settings up to the last non-empty one,
+// preceded by their number: nil settings are all empty.
+func appendSettings(dst []byte, s *Settings) []byte {
+	n := 0
+	if s != nil {
+		for i, v := range s {
+			if v != "" {
+				n = i + 1
+			}
 		}
 	}
+	dst = append(dst, byte(n))
+	for i := range n {
+		dst = appendString(dst, s[i])
+	}
 	return dst
+}
+
+// KeyStatementID returns the StatementID encoded in key, or 0 when the
+// key carries the statement's text (or is not an encoded key).
+func KeyStatementID(key []byte) uint64 {
+	if len(key) == 0 || key[0] != keyVersion {
+		return 0
+	}
+	n, w := binary.Uvarint(key[1:])
+	if w <= 0 || uint64(len(key)-1-w) < n {
+		return 0
+	}
+	id, w2 := binary.Uvarint(key[1+w+int(n):])
+	if w2 <= 0 {
+		return 0
+	}
+	return id
 }
 
 func appendString(dst []byte, s string) []byte {
