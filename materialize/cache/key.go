@@ -32,8 +32,12 @@ type Settings [numSettings]string
 // Key is everything that determines a cached response's bytes. Slices are
 // read, never kept: AppendKey copies them into the key's bytes.
 type Key struct {
-	Database string
-	Role     string
+	// ContextID, when not zero, stands for Database and Settings, which
+	// are then not encoded: an ID the caller gives those exact values and
+	// never gives other values for the life of the store.
+	ContextID uint64
+	Database  string
+	Role      string
 	// Statement is the exact statement text. Not the fingerprint: the
 	// fingerprint ignores constants and column aliases, which change the
 	// result.
@@ -67,11 +71,19 @@ const keyVersion = 3
 // With enough capacity in dst it does not allocate.
 func AppendKey(dst []byte, k *Key) []byte {
 	dst = append(dst, keyVersion)
-	dst = appendString(dst, k.Database)
+	if k.ContextID != 0 {
+		dst = append(dst, 1)
+		dst = binary.AppendUvarint(dst, k.ContextID)
+	} else {
+		dst = append(dst, 0)
+		dst = appendString(dst, k.Database)
+		dst = appendSettings(dst, k.Settings)
+	}
 	if k.StatementID != 0 {
+		dst = append(dst, 1)
 		dst = binary.AppendUvarint(dst, k.StatementID)
 	} else {
-		dst = append(dst, 0) // no ID: the text follows
+		dst = append(dst, 0)
 		dst = appendString(dst, k.Role)
 		dst = appendString(dst, k.Statement)
 	}
@@ -90,8 +102,7 @@ func AppendKey(dst []byte, k *Key) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(p))+1)
 		dst = append(dst, p...)
 	}
-	dst = appendCodes(dst, k.ResultFormats)
-	return appendSettings(dst, k.Settings)
+	return appendCodes(dst, k.ResultFormats)
 }
 
 // appendSettings encodes the settings up to the last non-empty one,
@@ -115,18 +126,62 @@ func appendSettings(dst []byte, s *Settings) []byte {
 // KeyStatementID returns the StatementID encoded in key, or 0 when the
 // key carries the statement's text (or is not an encoded key).
 func KeyStatementID(key []byte) uint64 {
-	if len(key) == 0 || key[0] != keyVersion {
+	d := keyDecoder{b: key}
+	if d.byte() != keyVersion {
 		return 0
 	}
-	n, w := binary.Uvarint(key[1:])
-	if w <= 0 || uint64(len(key)-1-w) < n {
+	if d.byte() == 1 {
+		d.uvarint()
+	} else {
+		d.string()
+		for range d.byte() {
+			d.string()
+		}
+	}
+	if d.byte() != 1 {
 		return 0
 	}
-	id, w2 := binary.Uvarint(key[1+w+int(n):])
-	if w2 <= 0 {
+	id := d.uvarint()
+	if d.bad {
 		return 0
 	}
 	return id
+}
+
+// keyDecoder reads an encoded key's fields; past a malformed field it
+// reads zeros and sets bad.
+type keyDecoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *keyDecoder) byte() byte {
+	if len(d.b) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *keyDecoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad, d.b = true, nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *keyDecoder) string() {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.bad, d.b = true, nil
+		return
+	}
+	d.b = d.b[n:]
 }
 
 func appendString(dst []byte, s string) []byte {

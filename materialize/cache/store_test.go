@@ -87,6 +87,7 @@ func TestKeysAreDistinct(t *testing.T) {
 		{"field boundary shift", func(k *cache.Key) { k.Database, k.Role = "dba", "pp" }},
 		{"statement ID for the text", func(k *cache.Key) { k.StatementID = 1 }},
 		{"statement ID 0x80 for the text", func(k *cache.Key) { k.StatementID = 0x80 }},
+		{"context ID for database and settings", func(k *cache.Key) { k.ContextID = 1 }},
 		{"last setting only", func(k *cache.Key) { k.Settings = &cache.Settings{cache.LCMonetary: "C"} }},
 	}
 	b := base()
@@ -242,6 +243,9 @@ func TestKeyStatementID(t *testing.T) {
 		{"text", cache.Key{Database: "db", Role: "app", Statement: "SELECT 1"}, 0},
 		{"ID", cache.Key{Database: "db", StatementID: 7}, 7},
 		{"large ID, long database", cache.Key{Database: strings.Repeat("d", 300), StatementID: 1 << 40, Params: [][]byte{[]byte("1")}}, 1 << 40},
+		{"ID and settings", cache.Key{Database: "db", StatementID: 9, Settings: &cache.Settings{cache.LCMonetary: "C"}}, 9},
+		{"ID and context ID", cache.Key{ContextID: 300, StatementID: 5}, 5},
+		{"text and context ID", cache.Key{ContextID: 300, Role: "app", Statement: "SELECT 1"}, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := cache.KeyStatementID(cache.AppendKey(nil, &tt.key)); got != tt.want {
@@ -249,7 +253,7 @@ func TestKeyStatementID(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]byte{nil, {}, {1, 2, 3}, {3, 5, 'd'}, {3, 0xff}} {
+	for _, bad := range [][]byte{nil, {}, {1, 2, 3}, {3, 0, 5, 'd'}, {3, 0xff}, {3, 1, 0x80}, {3, 0, 1, 'd', 9, 0}} {
 		if got := cache.KeyStatementID(bad); got != 0 {
 			t.Errorf("ID %d from malformed key %x", got, bad)
 		}
