@@ -85,7 +85,7 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
 	k := cache.Key{
-		ContextID: m.contextID(r), StatementID: res.StatementID, Role: r.Role, Statement: r.SQL, Shape: r.Shape,
+		ContextID: m.contextID(r), StatementID: keyStatementID(r, res), Role: r.Role, Statement: r.SQL, Shape: r.Shape,
 		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
 		ResultFormats: r.ResultFormats,
 	}

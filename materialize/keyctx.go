@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/freshetdb/freshet/materialize/analyze"
 	"github.com/freshetdb/freshet/materialize/cache"
 )
 
@@ -44,6 +45,20 @@ type keyContexts struct {
 type keyContextVals struct {
 	database string
 	settings cache.Settings
+}
+
+// keyStatementID is the ID a key carries in place of the statement's text:
+// only for a statement with parameters, whose one text is shared by the
+// keys of all its parameter values. A text without parameters has one
+// entry per session context anyway, and such texts (literals inlined) are
+// too many to stay in the analysis memo: keyed by an ID, every time the
+// memo is emptied their entries would be orphaned. Keyed by the text, they
+// survive it.
+func keyStatementID(r *Request, res *analyze.Result) uint64 {
+	if len(r.Params.Values) == 0 {
+		return 0
+	}
+	return res.StatementID
 }
 
 // contextID returns the ID of r's database and settings. The context is

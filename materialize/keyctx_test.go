@@ -3,6 +3,7 @@ package materialize
 import (
 	"testing"
 
+	"github.com/freshetdb/freshet/materialize/analyze"
 	"github.com/freshetdb/freshet/materialize/cache"
 )
 
@@ -40,4 +41,30 @@ func TestContextIDs(t *testing.T) {
 		m.contextID(&Request{Database: string(rune('a' + i%26)), Settings: &cache.Settings{cache.LCMonetary: string(rune(i))}})
 	}
 	distinct("re-interned after the table was emptied", &Request{Database: "app", Settings: utc()})
+}
+
+// TestKeysAcrossMemoChurn: when the analysis memo is emptied (a workload
+// of more texts than it holds), a statement with parameters gets a new
+// StatementID and so a new key, but a text without parameters (literals
+// inlined, the texts that churn the memo) keeps its key and its entry.
+func TestKeysAcrossMemoChurn(t *testing.T) {
+	h := newHarness(t, Config{})
+	literal := &Request{Database: "app", Role: "web", SQL: "SELECT v FROM t WHERE id = 5", Session: analyze.SessionKnown}
+	param := pointRequest("5")
+	for _, r := range []*Request{literal, param} {
+		if _, hit := h.read(r, "filled"); hit {
+			t.Fatal("first read hit")
+		}
+		if _, hit := h.read(r, "filled"); !hit {
+			t.Fatal("second read missed")
+		}
+	}
+	old := h.m.memo.Load()
+	h.m.memo.Store(&memoGen{memo: analyze.NewMemo(old.cat, 0), cat: old.cat, gen: old.gen}) // as if emptied
+	if got, hit := h.read(literal, "again"); !hit || got != "filled" {
+		t.Fatalf("text without parameters after the memo was emptied: %q hit %v, want its entry", got, hit)
+	}
+	if _, hit := h.read(param, "again"); hit {
+		t.Fatal("statement with parameters hit under its old StatementID")
+	}
 }
