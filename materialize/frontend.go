@@ -38,6 +38,8 @@ type Request struct {
 	// Fence is the origin position the session's next cached read must
 	// wait for; Lookup clears it once the watermark covers it.
 	Fence schemas.Position
+
+	keyCtx *keyContext // the last key context, see contextID
 }
 
 // Answer is the cache's response to a Request: exactly one of Entry (a
@@ -83,9 +85,9 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
 	k := cache.Key{
-		Database: r.Database, Role: r.Role, Statement: r.SQL, Shape: r.Shape,
+		ContextID: m.contextID(r), StatementID: keyStatementID(r, res), Role: r.Role, Statement: r.SQL, Shape: r.Shape,
 		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
-		ResultFormats: r.ResultFormats, Settings: r.Settings,
+		ResultFormats: r.ResultFormats,
 	}
 	key = cache.AppendKey(key[:0], &k)
 	if r.FencePending {

@@ -103,6 +103,7 @@ type Materializer struct {
 	stats     counters
 	metrics   *metrics
 	templates templates
+	keyCtxs   keyContexts
 
 	roleDefaults atomic.Pointer[RoleDefaults]
 	refresh      *refresher // nil when refresh-ahead is off

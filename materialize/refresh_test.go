@@ -329,3 +329,27 @@ func TestRefreshOffByDefault(t *testing.T) {
 		t.Fatal("refresh-ahead on without a Refresher")
 	}
 }
+
+// TestRefreshForgetsKeyOfOldStatementID: once the analysis memo gives the
+// text a new ID, reads use a new key, and a hot key under the old ID is
+// dropped instead of refreshed (nothing would read its entry).
+func TestRefreshForgetsKeyOfOldStatementID(t *testing.T) {
+	f := &fakeRefresher{response: "new"}
+	h := refreshHarness(t, f, RefreshConfig{HotHits: 1})
+	r := pointRequest("5")
+	h.read(r, "old")
+	h.read(r, "old")
+	if h.m.refresh.hotLen() != 1 {
+		t.Fatalf("%d hot keys, want 1", h.m.refresh.hotLen())
+	}
+	old := h.m.memo.Load()
+	h.m.memo.Store(&memoGen{memo: analyze.NewMemo(old.cat, 0), cat: old.cat, gen: old.gen}) // as if emptied
+	h.apply(update(5, 1, 2))
+	waitFor(t, "the skipped refresh", func() bool { return h.m.RefreshStats().Skipped == 1 })
+	if n, hot := f.calls(), h.m.refresh.hotLen(); n != 0 || hot != 0 {
+		t.Fatalf("%d refreshes at the origin and %d hot keys, want none", n, hot)
+	}
+	if got, hit := h.read(r, "client"); hit || got != "client" {
+		t.Fatalf("read under the new ID: %q hit %v, want a miss", got, hit)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/materialize/analyze"
+	"github.com/freshetdb/freshet/materialize/cache"
 )
 
 // runRefresh runs the refresh workers and the heat decay until ctx ends,
@@ -60,6 +61,14 @@ func (m *Materializer) refreshOne(ctx context.Context, he *hotEntry) {
 		return
 	}
 	key := []byte(he.key)
+	if id := cache.KeyStatementID(key); id != 0 && id != res.StatementID {
+		// The memo gave the text a new ID since (it was emptied): reads
+		// now use a new key, which heats up on its own; this one only
+		// names entries that age out.
+		rf.forget(he.key)
+		rf.count(&rf.skipped, "skipped")
+		return
+	}
 	q := &Query{Key: key, Analysis: res, Params: &r.Params}
 	if m.servable(ctx, q) != "" {
 		rf.count(&rf.skipped, "skipped")

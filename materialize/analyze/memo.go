@@ -5,7 +5,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
+
+// statementIDs hands out Result.StatementID: one counter for the process,
+// so that no two memos (before and after a catalog reload, or two
+// materializers) ever give one ID to two texts.
+var statementIDs atomic.Uint64
 
 // Memo keeps verdicts per (statement text, search_path, role) against one
 // catalog, so that a statement is analyzed once, not per execution. Make a
@@ -73,20 +79,32 @@ func (m *Memo) lookup(h uint64, in *Input) (*Result, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for _, e := range m.entries[h] {
-		if e.sql == in.SQL && e.role == in.Role && slices.Equal(e.searchPath, in.SearchPath) && (e.searchPath == nil) == (in.SearchPath == nil) {
+		if e.matches(in) {
 			return &e.res, true
 		}
 	}
 	return nil, false
 }
 
+func (e *memoEntry) matches(in *Input) bool {
+	return e.sql == in.SQL && e.role == in.Role && slices.Equal(e.searchPath, in.SearchPath) && (e.searchPath == nil) == (in.SearchPath == nil)
+}
+
 func (m *Memo) store(h uint64, in *Input, res Result) *Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Another caller may have stored it since lookup: keep one verdict
+	// (and so one StatementID) per text while it is memoized.
+	for _, e := range m.entries[h] {
+		if e.matches(in) {
+			return &e.res
+		}
+	}
 	if m.n >= m.max {
 		clear(m.entries)
 		m.n = 0
 	}
+	res.StatementID = statementIDs.Add(1)
 	// The text may alias a front end's read buffer: keep a copy.
 	e := &memoEntry{sql: strings.Clone(in.SQL), searchPath: slices.Clone(in.SearchPath), role: in.Role, res: res}
 	m.entries[h] = append(m.entries[h], e)

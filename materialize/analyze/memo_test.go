@@ -80,3 +80,50 @@ func TestMemoConcurrentUse(t *testing.T) {
 		<-done
 	}
 }
+
+// TestMemoStatementIDs checks what a cache key relies on when it carries
+// a StatementID instead of the text: one ID per memoized (text,
+// search_path, role), and an ID never given to another text, not after
+// the memo is emptied, not by another memo.
+func TestMemoStatementIDs(t *testing.T) {
+	cat := loadCatalog(t)
+	m := analyze.NewMemo(cat, 3)
+	known := analyze.SessionKnown
+	inputs := []analyze.Input{
+		{SQL: "SELECT * FROM users", Session: known},
+		{SQL: "SELECT * FROM users", SearchPath: []string{"app"}, Session: known},
+		{SQL: "SELECT * FROM users", Role: "alice", Session: known},
+	}
+	seen := map[uint64]string{}
+	ids := make([]uint64, len(inputs))
+	for i, in := range inputs {
+		id := m.Analyze(in).StatementID
+		if id == 0 {
+			t.Fatalf("input %d: no StatementID", i)
+		}
+		if other, dup := seen[id]; dup {
+			t.Fatalf("input %d: ID %d already named %s", i, id, other)
+		}
+		seen[id], ids[i] = fmt.Sprint(in), id
+	}
+	for i, in := range inputs {
+		if id := m.Analyze(in).StatementID; id != ids[i] {
+			t.Fatalf("input %d memoized: ID %d, then %d", i, ids[i], id)
+		}
+	}
+	// A fourth text empties the memo (max 3); the first text comes back
+	// under a new ID, as does every text in another memo.
+	if id := m.Analyze(analyze.Input{SQL: "SELECT 1", Session: known}).StatementID; seen[id] != "" {
+		t.Fatalf("new text reuses ID %d", id)
+	}
+	again := m.Analyze(inputs[0]).StatementID
+	other := analyze.NewMemo(cat, 0).Analyze(inputs[0]).StatementID
+	for _, id := range []uint64{again, other} {
+		if id == 0 || seen[id] != "" {
+			t.Fatalf("re-analyzed text got ID %d (used before: %q)", id, seen[id])
+		}
+	}
+	if again == other {
+		t.Fatalf("two memos gave ID %d", again)
+	}
+}

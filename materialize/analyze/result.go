@@ -13,6 +13,11 @@ type Result struct {
 	// metrics; it is NOT a cache key (constants and column aliases, which
 	// change the result, do not change it).
 	Fingerprint uint64 `json:"-"`
+	// StatementID, when not zero, names this verdict's (statement text,
+	// search_path, role) for the life of the process: a [Memo] gives each
+	// verdict it keeps a new one and never reuses it, so a cache key may
+	// carry it in place of the text. Zero when not from a Memo.
+	StatementID uint64 `json:"-"`
 	// Tables are the schema-qualified base relations the result depends
 	// on, sorted and unique (views expanded, partitions included).
 	Tables []string `json:"tables,omitempty"`

@@ -7,7 +7,10 @@
 // Response is written to the client as is: a hit costs no encoding and no
 // allocation proportional to the result. Every hit compares the full key
 // stored in the entry, so a 64-bit hash collision is a miss, never another
-// statement's result.
+// statement's result. A key may carry IDs in place of the statement's
+// text and of the session's database and settings (Key.StatementID,
+// Key.ContextID), which keeps it a few bytes long: the caller must never
+// give one ID to two different values.
 //
 // An entry can be invalidated ([Entry.Invalidate]) by whoever tracks its
 // dependencies; from then on Get never returns it, even while ristretto

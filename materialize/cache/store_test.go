@@ -3,6 +3,7 @@ package cache_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -84,6 +85,10 @@ func TestKeysAreDistinct(t *testing.T) {
 		{"TimeZone", func(k *cache.Key) { k.Settings = &cache.Settings{cache.TimeZone: "UTC"} }},
 		{"search_path", func(k *cache.Key) { k.Settings = &cache.Settings{cache.SearchPath: "app"} }},
 		{"field boundary shift", func(k *cache.Key) { k.Database, k.Role = "dba", "pp" }},
+		{"statement ID for the text", func(k *cache.Key) { k.StatementID = 1 }},
+		{"statement ID 0x80 for the text", func(k *cache.Key) { k.StatementID = 0x80 }},
+		{"context ID for database and settings", func(k *cache.Key) { k.ContextID = 1 }},
+		{"last setting only", func(k *cache.Key) { k.Settings = &cache.Settings{cache.LCMonetary: "C"} }},
 	}
 	b := base()
 	want := cache.AppendKey(nil, &b)
@@ -225,4 +230,32 @@ func TestConcurrentUse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestKeyStatementID checks that the ID a key carries can be read back,
+// and that a key carrying the text has none.
+func TestKeyStatementID(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		key  cache.Key
+		want uint64
+	}{
+		{"text", cache.Key{Database: "db", Role: "app", Statement: "SELECT 1"}, 0},
+		{"ID", cache.Key{Database: "db", StatementID: 7}, 7},
+		{"large ID, long database", cache.Key{Database: strings.Repeat("d", 300), StatementID: 1 << 40, Params: [][]byte{[]byte("1")}}, 1 << 40},
+		{"ID and settings", cache.Key{Database: "db", StatementID: 9, Settings: &cache.Settings{cache.LCMonetary: "C"}}, 9},
+		{"ID and context ID", cache.Key{ContextID: 300, StatementID: 5}, 5},
+		{"text and context ID", cache.Key{ContextID: 300, Role: "app", Statement: "SELECT 1"}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cache.KeyStatementID(cache.AppendKey(nil, &tt.key)); got != tt.want {
+				t.Fatalf("ID %d, want %d", got, tt.want)
+			}
+		})
+	}
+	for _, bad := range [][]byte{nil, {}, {1, 2, 3}, {3, 0, 5, 'd'}, {3, 0xff}, {3, 1, 0x80}, {3, 0, 1, 'd', 9, 0}} {
+		if got := cache.KeyStatementID(bad); got != 0 {
+			t.Errorf("ID %d from malformed key %x", got, bad)
+		}
+	}
 }
