@@ -131,7 +131,7 @@ func TestEntryRefsRoundTrip(t *testing.T) {
 	ix := newIndex()
 	deps := []cache.Dependency{{Table: "public.t", Column: "id", Value: "5"}, {Table: "public.u"}, {Table: "public.t", Column: "id", Value: "6"}}
 	tok, refs := ix.begin(deps)
-	e := cache.NewEntry([]byte("k"), []byte("resp"), refs, 0)
+	e := cache.NewEntry([]byte("k"), []byte("resp"), refs)
 	if !ix.end(tok, refs, e) {
 		t.Fatal("not registered")
 	}

@@ -359,8 +359,7 @@ func (m *Materializer) Put(tk *Ticket, response []byte) bool {
 	if h := m.cfg.Hooks.BeforeEnd; h != nil {
 		h()
 	}
-	pos, _, _ := m.wm.get()
-	e := cache.NewEntry(tk.key, response, tk.refs, uint64(pos.LSN))
+	e := cache.NewEntry(tk.key, response, tk.refs)
 	if tk.gen != m.memo.Load().gen || m.reload.Load() {
 		m.ix.end(tk.tok, tk.refs, nil)
 		m.stats.staleFills.Add(1)

@@ -546,7 +546,7 @@ func TestEntrySet(t *testing.T) {
 	var s entrySet
 	var es []*cache.Entry
 	for i := range 3 * entrySetSmall {
-		e := cache.NewEntry([]byte{byte(i)}, nil, nil, 0)
+		e := cache.NewEntry([]byte{byte(i)}, nil, nil)
 		es = append(es, e)
 		s.add(e)
 		s.add(e) // idempotent

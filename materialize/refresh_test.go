@@ -226,7 +226,7 @@ func TestRefreshStaleFillGuard(t *testing.T) {
 }
 
 func TestRefreshInvalidatedQueue(t *testing.T) {
-	entry := func(key string) *cache.Entry { return cache.NewEntry([]byte(key), []byte("r"), nil, 0) }
+	entry := func(key string) *cache.Entry { return cache.NewEntry([]byte(key), []byte("r"), nil) }
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		name  string

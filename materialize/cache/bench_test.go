@@ -27,7 +27,7 @@ func BenchmarkGetHit(b *testing.B) {
 			s := newStore(b, cache.Config{MaxBytes: 64 << 20, MaxEntryBytes: 4 << 20})
 			buf := make([]byte, 0, 256)
 			k := pointKey(buf, "42")
-			if !s.Set(cache.NewEntry(k, make([]byte, size), nil, 0)) {
+			if !s.Set(cache.NewEntry(k, make([]byte, size), nil)) {
 				b.Fatal("Set refused")
 			}
 			s.Wait()
@@ -76,7 +76,7 @@ func BenchmarkEntryOverhead(b *testing.B) {
 		for i := range n {
 			k := pointKey(buf, fmt.Sprint(i))
 			keyBytes += len(k)
-			for !s.Set(cache.NewEntry(k, make([]byte, payload), nil, 0)) {
+			for !s.Set(cache.NewEntry(k, make([]byte, payload), nil)) {
 				s.Wait() // a full set buffer drops; retry so all n are held
 			}
 		}

@@ -36,7 +36,7 @@ const refSize = 12
 // pointers (the GC does not scan it) and is 8-byte aligned for the atomic
 // state; the *Entry points at its start, and interior pointers (Key,
 // Response) keep it alive like any other. Beyond its bytes an entry thus
-// costs its 24-byte header and the malloc size class's rounding, with
+// costs its 16-byte header and the malloc size class's rounding, with
 // ristretto's bookkeeping and the dependency index most of what it costs
 // (DESIGN.md's target is 200 B).
 type Entry struct {
@@ -46,9 +46,6 @@ type Entry struct {
 	// left by one, with the invalidation flag in bit 0.
 	state   atomic.Uint32
 	numRefs uint32
-	// ValidAt is the materializer's watermark the response was filled at;
-	// opaque to the store.
-	ValidAt uint64
 }
 
 const (
@@ -62,16 +59,16 @@ const (
 //
 // Entries of 4 GiB or more cannot be described; such an entry is made
 // invalidated and the store refuses it.
-func NewEntry(key, response []byte, refs []Ref, validAt uint64) *Entry {
+func NewEntry(key, response []byte, refs []Ref) *Entry {
 	n := uint64(len(key)) + uint64(len(response)) + refSize*uint64(len(refs))
 	if n >= math.MaxUint32-uint64(headerSize) {
 		e := alloc(0)
-		e.keyLen, e.ValidAt = oversize, validAt
+		e.keyLen = oversize
 		e.Invalidate()
 		return e
 	}
 	e := alloc(int(n))
-	e.size, e.keyLen, e.numRefs, e.ValidAt = uint32(n), uint32(len(key)), uint32(len(refs)), validAt
+	e.size, e.keyLen, e.numRefs = uint32(n), uint32(len(key)), uint32(len(refs))
 	buf := append(append(e.bytes()[:0], key...), response...)
 	for _, r := range refs {
 		buf = binary.BigEndian.AppendUint32(buf, r.Target)

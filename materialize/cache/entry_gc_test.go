@@ -14,7 +14,7 @@ import (
 // by its bytes, in one allocation.
 func TestEntryHeaderInAllocation(t *testing.T) {
 	for n := range 40 {
-		e := NewEntry(bytes.Repeat([]byte("k"), n), bytes.Repeat([]byte("r"), n), nil, 0)
+		e := NewEntry(bytes.Repeat([]byte("k"), n), bytes.Repeat([]byte("r"), n), nil)
 		if p := uintptr(unsafe.Pointer(e)); p%8 != 0 {
 			t.Fatalf("entry with %d-byte key at %#x: not 8-byte aligned", n, p)
 		}
@@ -37,7 +37,7 @@ func TestEntrySurvivesGC(t *testing.T) {
 	responses := make([][]byte, n)
 	for i := range n {
 		k, r := want(i)
-		e := NewEntry(k, r, []Ref{{Target: uint32(i), Hash: uint64(i) * 7}}, uint64(i))
+		e := NewEntry(k, r, []Ref{{Target: uint32(i), Hash: uint64(i) * 7}})
 		if i%2 == 0 {
 			entries[i] = e
 		} else {
@@ -57,7 +57,7 @@ func TestEntrySurvivesGC(t *testing.T) {
 				for i := g; i < n; i += 2 {
 					k, r := want(i)
 					if e := entries[i]; e != nil {
-						if !bytes.Equal(e.Key(), k) || !bytes.Equal(e.Response(), r) || e.Ref(0).Hash != uint64(i)*7 || e.ValidAt != uint64(i) {
+						if !bytes.Equal(e.Key(), k) || !bytes.Equal(e.Response(), r) || e.Ref(0).Hash != uint64(i)*7 {
 							t.Errorf("round %d: entry %d changed", round, i)
 							return
 						}

@@ -37,12 +37,12 @@ func TestSetGet(t *testing.T) {
 	k := key("SELECT * FROM t WHERE id = $1", []byte("5"))
 	resp := []byte("T...D...C...")
 	refs := []cache.Ref{{Target: 3, Hash: 1<<63 | 5}, {Target: 1<<32 - 1}}
-	if !s.Set(cache.NewEntry(k, resp, refs, 7)) {
+	if !s.Set(cache.NewEntry(k, resp, refs)) {
 		t.Fatal("Set refused")
 	}
 	s.Wait()
 	e, ok := s.Get(k)
-	if !ok || !bytes.Equal(e.Key(), k) || !bytes.Equal(e.Response(), resp) || e.ValidAt != 7 || e.NumRefs() != len(refs) {
+	if !ok || !bytes.Equal(e.Key(), k) || !bytes.Equal(e.Response(), resp) || e.NumRefs() != len(refs) {
 		t.Fatalf("Get = %+v, %v", e, ok)
 	}
 	for i, r := range refs {
@@ -112,7 +112,7 @@ func TestHashCollisionIsAMiss(t *testing.T) {
 	}
 	defer s.Close()
 	k1, k2 := key("SELECT 1"), key("SELECT 2")
-	s.Set(cache.NewEntry(k1, []byte("one"), nil, 0))
+	s.Set(cache.NewEntry(k1, []byte("one"), nil))
 	s.Wait()
 	if e, ok := s.Get(k2); ok {
 		t.Fatalf("collision served %q", e.Response())
@@ -128,14 +128,14 @@ func TestHashCollisionIsAMiss(t *testing.T) {
 func TestInvalidateAndRemove(t *testing.T) {
 	s := newStore(t, cache.Config{MaxBytes: 1 << 20})
 	k := key("SELECT 1")
-	old := cache.NewEntry(k, []byte("old"), nil, 1)
+	old := cache.NewEntry(k, []byte("old"), nil)
 	s.Set(old)
 	s.Wait()
 	old.Invalidate()
 	if _, ok := s.Get(k); ok {
 		t.Fatal("invalidated entry served")
 	}
-	fresh := cache.NewEntry(k, []byte("fresh"), nil, 2)
+	fresh := cache.NewEntry(k, []byte("fresh"), nil)
 	s.Set(fresh)
 	s.Wait()
 	s.Remove(old) // late removal of the old entry must not drop the refill
@@ -152,7 +152,7 @@ func TestClearHidesEverything(t *testing.T) {
 	s := newStore(t, cache.Config{MaxBytes: 1 << 20})
 	var entries []*cache.Entry
 	for i := range 100 {
-		e := cache.NewEntry(key(fmt.Sprint("SELECT ", i)), []byte("r"), nil, 0)
+		e := cache.NewEntry(key(fmt.Sprint("SELECT ", i)), []byte("r"), nil)
 		entries = append(entries, e)
 		s.Set(e)
 	}
@@ -174,7 +174,7 @@ func TestBudgetEvictsNeverErrors(t *testing.T) {
 	payload := bytes.Repeat([]byte("x"), 1000)
 	var held int
 	for i := range 2000 {
-		s.Set(cache.NewEntry(key(fmt.Sprint("SELECT ", i)), payload, nil, 0))
+		s.Set(cache.NewEntry(key(fmt.Sprint("SELECT ", i)), payload, nil))
 	}
 	s.Wait()
 	for i := range 2000 {
@@ -191,7 +191,7 @@ func TestBudgetEvictsNeverErrors(t *testing.T) {
 	if n == 0 {
 		t.Fatal("OnEvict never called")
 	}
-	if s.Set(cache.NewEntry(key("big"), make([]byte, budget), nil, 0)) {
+	if s.Set(cache.NewEntry(key("big"), make([]byte, budget), nil)) {
 		t.Fatal("entry larger than MaxEntryBytes accepted")
 	}
 	if st := s.Stats(); st.TooLarge != 1 {
@@ -211,7 +211,7 @@ func TestConcurrentUse(t *testing.T) {
 				want := fmt.Sprint("r", i%50)
 				switch (i + g) % 5 {
 				case 0:
-					s.Set(cache.NewEntry(k, []byte(want), nil, 0))
+					s.Set(cache.NewEntry(k, []byte(want), nil))
 				case 1:
 					if e, ok := s.Get(k); ok {
 						s.Remove(e)

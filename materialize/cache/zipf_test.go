@@ -26,7 +26,7 @@ func TestZipfHitRatio(t *testing.T) {
 				hits++
 			}
 		} else {
-			s.Set(cache.NewEntry(k, resp, nil, 0))
+			s.Set(cache.NewEntry(k, resp, nil))
 		}
 		if round >= 50_000 {
 			total++
