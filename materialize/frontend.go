@@ -82,12 +82,7 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		m.metrics.bypassed(BypassTimeLiteral)
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
-	k := cache.Key{
-		Database: r.Database, Role: r.Role, Statement: r.SQL, Shape: r.Shape,
-		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
-		ResultFormats: r.ResultFormats, Settings: r.Settings,
-	}
-	key = cache.AppendKey(key[:0], &k)
+	key = appendRequestKey(key[:0], r)
 	if r.FencePending {
 		if !m.resolveFence(ctx, r) {
 			m.stats.bypass(BypassFence)
@@ -101,6 +96,17 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		r.Fence = schemas.Position{} // the watermark covers it now
 	}
 	return Answer{Entry: e, Ticket: tk, Reason: reason, Cacheable: true}, key
+}
+
+// appendRequestKey appends r's cache key to key: Lookup and LookupHit
+// must key a request alike.
+func appendRequestKey(key []byte, r *Request) []byte {
+	k := cache.Key{
+		Database: r.Database, Role: r.Role, Statement: r.SQL, Shape: r.Shape,
+		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
+		ResultFormats: r.ResultFormats, Settings: r.Settings,
+	}
+	return cache.AppendKey(key, &k)
 }
 
 // resolveFence reads the origin's position after the session's writes
