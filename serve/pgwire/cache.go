@@ -174,6 +174,7 @@ func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool,
 	c.extRead = a.Cacheable
 	switch {
 	case a.Entry != nil:
+		s.park.pumpHit++
 		if _, err := s.client.Write(a.Entry.Response()); err != nil {
 			return false, err
 		}

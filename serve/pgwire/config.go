@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/materialize"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Server. The zero value of every field but Connector
@@ -63,6 +64,8 @@ type Config struct {
 	NoEventLoop bool
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
+	// Registerer, when set, receives the front end's Prometheus metrics.
+	Registerer prometheus.Registerer
 }
 
 // Mode is how clients share origin backends.
