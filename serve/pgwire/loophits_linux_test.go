@@ -6,9 +6,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,7 +86,7 @@ func ask(t testing.TB, client net.Conn, req, want []byte) []byte {
 }
 
 // fill sends req through to the origin, which answers resp.
-func fill(t testing.TB, client, origin net.Conn, req, resp []byte) {
+func fill(t testing.TB, sess *session, client, origin net.Conn, req, resp []byte) {
 	t.Helper()
 	if _, err := client.Write(req); err != nil {
 		t.Fatal(err)
@@ -96,6 +98,7 @@ func fill(t testing.TB, client, origin net.Conn, req, resp []byte) {
 	if got := readMessages(t, client, 'Z'); !bytes.Equal(got, resp) {
 		t.Fatalf("client got %q, want %q", got, resp)
 	}
+	settle(t, sess)
 }
 
 // waitParks waits until the server parked sessions n times.
@@ -110,13 +113,28 @@ func waitParks(t testing.TB, sess *session, n int64) {
 	}
 }
 
+// settle waits until the origin pump recorded its flush of the last
+// answer: the client may read it first, and a request the pumps see
+// before is not offered to the cache (cacheIdle waits only 5ms for it,
+// which a loaded machine may exceed).
+func settle(t testing.TB, sess *session) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for sess.cache.flushed.Load() != sess.ready.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the origin pump never recorded its flush")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
 // warmParked fills id's point query, hits it twice through the pumps and
 // waits for the session to be parked.
 func warmParked(t testing.TB, client, origin net.Conn, sess *session, id string) []byte {
 	t.Helper()
 	resp := rowResponse("v" + id)
 	parks := sess.srv.loopStats.parks.Load()
-	fill(t, client, origin, pointQuery(id), resp)
+	fill(t, sess, client, origin, pointQuery(id), resp)
 	for range minParkHits {
 		ask(t, client, pointQuery(id), resp)
 	}
@@ -156,12 +174,12 @@ func TestLoopHitsExtended(t *testing.T) {
 	fc := newFakeCache()
 	client, origin, sess, _ := cachedSession(t, Config{}, fc, nil)
 	parse := cat(msg('P', "s1\x00SELECT v FROM t WHERE id = $1\x00\x00\x00"), msg('S', ""))
-	fill(t, client, origin, parse, cat(msg('1', ""), msg('Z', "I")))
+	fill(t, sess, client, origin, parse, cat(msg('1', ""), msg('Z', "I")))
 	bind := func(v string) []byte {
 		return cat(msg('B', "\x00s1\x00\x00\x00\x00\x01\x00\x00\x00\x01"+v+"\x00\x00"), msg('E', "\x00\x00\x00\x00\x00"), msg('S', ""))
 	}
 	resp := cat(msg('2', ""), rowResponse("x"))
-	fill(t, client, origin, bind("1"), resp)
+	fill(t, sess, client, origin, bind("1"), resp)
 	ask(t, client, bind("1"), resp)
 	ask(t, client, bind("1"), resp)
 	waitParks(t, sess, 1)
@@ -173,7 +191,7 @@ func TestLoopHitsExtended(t *testing.T) {
 	}
 	// An unnamed statement the loop does not know: handed back, relayed.
 	other := cat(msg('B', "\x00nope\x00\x00\x00\x00\x00\x00\x00"), msg('E', "\x00\x00\x00\x00\x00"), msg('S', ""))
-	fill(t, client, origin, other, cat(msg('E', "SERROR\x00C26000\x00Mno such statement\x00\x00"), msg('Z', "I")))
+	fill(t, sess, client, origin, other, cat(msg('E', "SERROR\x00C26000\x00Mno such statement\x00\x00"), msg('Z', "I")))
 	if sess.srv.loopStats.handBacks.Load() != 1 {
 		t.Fatalf("%d hand-backs, want 1", sess.srv.loopStats.handBacks.Load())
 	}
@@ -202,6 +220,7 @@ func TestLoopMissHandsBack(t *testing.T) {
 	if got := readMessages(t, client, 'Z'); !bytes.Equal(got, resp2) {
 		t.Fatalf("client got %q", got)
 	}
+	settle(t, sess)
 	if !fc.cached(pointRequest("2")) {
 		t.Fatal("the miss was not filled")
 	}
@@ -230,7 +249,7 @@ func TestLoopWriteHandsBack(t *testing.T) {
 	client, origin, sess, _ := cachedSession(t, Config{}, fc, nil)
 	resp := warmParked(t, client, origin, sess, "1")
 	write := msg('Q', "UPDATE t SET v = 'w' WHERE id = 1\x00")
-	fill(t, client, origin, write, cat(msg('C', "UPDATE 1\x00"), msg('Z', "I")))
+	fill(t, sess, client, origin, write, cat(msg('C', "UPDATE 1\x00"), msg('Z', "I")))
 	if !sess.cache.req.FencePending {
 		t.Fatal("no fence after a write")
 	}
@@ -251,7 +270,7 @@ func TestLoopHitPartialWrite(t *testing.T) {
 		rows[i] = strings.Repeat(string(rune('a'+i%26)), 8000)
 	}
 	big := rowResponse(rows...)
-	fill(t, client, origin, pointQuery("1"), big)
+	fill(t, sess, client, origin, pointQuery("1"), big)
 	ask(t, client, pointQuery("1"), big)
 	ask(t, client, pointQuery("1"), big)
 	waitParks(t, sess, 1)
@@ -350,7 +369,7 @@ func TestLoopOriginSpeaksWhileParked(t *testing.T) {
 	if got := readMessages(t, client, 'S'); !bytes.Equal(got, status) {
 		t.Fatalf("client got %q, want the parameter status", got)
 	}
-	fill(t, client, origin, pointQuery("1"), rowResponse("fresh"))
+	fill(t, sess, client, origin, pointQuery("1"), rowResponse("fresh"))
 	if n := sess.srv.loopStats.handBacks.Load(); n < 1 {
 		t.Fatalf("%d hand-backs", n)
 	}
@@ -378,8 +397,11 @@ func FuzzParkedSession(f *testing.F) {
 			_ = client.CloseWrite()
 		}()
 		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		// A reset (the session closed on bytes it had not read) may
+		// discard what the client had not read yet.
 		got, err := io.ReadAll(client)
-		if err != nil {
+		reset := errors.Is(err, syscall.ECONNRESET)
+		if err != nil && !reset {
 			t.Fatalf("client read: %v", err)
 		}
 		select {
@@ -393,7 +415,7 @@ func FuzzParkedSession(f *testing.F) {
 		for rest := input; bytes.HasPrefix(rest, q); rest = rest[len(q):] {
 			lead++
 		}
-		if want := bytes.Repeat(resp, lead); !bytes.HasPrefix(got, want) {
+		if want := bytes.Repeat(resp, lead); !reset && !bytes.HasPrefix(got, want) {
 			t.Fatalf("%d leading hits answered %q", lead, got)
 		}
 	})
