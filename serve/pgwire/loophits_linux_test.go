@@ -197,6 +197,46 @@ func TestLoopHitsExtended(t *testing.T) {
 	}
 }
 
+// Unnamed Parse-Bind-Execute-Sync hits are answered in the loop too; the
+// Parse they kept from the origin is restored when a Bind alone needs it.
+func TestLoopHitsUnnamedParse(t *testing.T) {
+	fc := newFakeCache()
+	client, origin, sess, _ := cachedSession(t, Config{}, fc, nil)
+	parse := msg('P', "\x00SELECT v FROM t WHERE id = $1\x00\x00\x01\x00\x00\x00\x17")
+	bindExec := cat(msg('B', "\x00\x00\x00\x00\x00\x01\x00\x00\x00\x011\x00\x00"), msg('E', "\x00\x00\x00\x00\x00"), msg('S', ""))
+	req := cat(parse, bindExec)
+	rows := rowResponse("x")
+	resp := cat(msg('1', ""), msg('2', ""), rows)
+	fill(t, sess, client, origin, req, resp)
+	for range minParkHits {
+		ask(t, client, req, resp)
+	}
+	waitParks(t, sess, 1)
+	for range 3 {
+		ask(t, client, req, resp)
+	}
+	if lookups, loopHits := fc.counts(); lookups != 1+minParkHits || loopHits != 3 {
+		t.Fatalf("%d full lookups and %d loop hits, want %d and 3", lookups, loopHits, 1+minParkHits)
+	}
+	// A Bind alone of the unnamed statement: handed back, and the pumps
+	// send the kept Parse ahead of it, swallowing its ParseComplete.
+	fc.mu.Lock()
+	fc.noHits = true
+	fc.mu.Unlock()
+	if _, err := client.Write(bindExec); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrontend(t, origin, len(req)); !bytes.Equal(got, req) {
+		t.Fatalf("origin got %q, want the Parse restored ahead of %q", got, bindExec)
+	}
+	if _, err := origin.Write(resp); err != nil {
+		t.Fatal(err)
+	}
+	if got := readMessages(t, client, 'Z'); !bytes.Equal(got, cat(msg('2', ""), rows)) {
+		t.Fatalf("client got %q", got)
+	}
+}
+
 // A miss after hits goes back to the pumps, which ask the origin and
 // fill; the full lookup counts it once.
 func TestLoopMissHandsBack(t *testing.T) {
@@ -250,9 +290,6 @@ func TestLoopWriteHandsBack(t *testing.T) {
 	resp := warmParked(t, client, origin, sess, "1")
 	write := msg('Q', "UPDATE t SET v = 'w' WHERE id = 1\x00")
 	fill(t, sess, client, origin, write, cat(msg('C', "UPDATE 1\x00"), msg('Z', "I")))
-	if !sess.cache.req.FencePending {
-		t.Fatal("no fence after a write")
-	}
 	before, _ := fc.counts()
 	ask(t, client, pointQuery("1"), resp)
 	if after, _ := fc.counts(); after != before+1 {
@@ -385,6 +422,7 @@ func FuzzParkedSession(f *testing.F) {
 	f.Add(cat(msg('B', "\x00s1\x00\x00\x00\x00\x00\x00\x00"), msg('E', "\x00\x00\x00\x00\x00"), msg('S', "")))
 	f.Add(cat(q, []byte{'Q', 0x7f, 0xff, 0xff, 0xff}))
 	f.Add(cat(msg('Q', "SELECT 1; SELECT 2\x00"), q))
+	f.Add(cat(msg('P', "\x00SELECT v FROM t WHERE id = 1\x00\x00\x00"), msg('B', "\x00\x00\x00\x00\x00\x00\x00\x00"), msg('E', "\x00\x00\x00\x00\x00"), msg('S', "")))
 	f.Fuzz(func(t *testing.T, input []byte) {
 		fc := newFakeCache()
 		client, origin, sess, done := cachedSession(t, Config{BufferSize: 64, MaxMessageSize: 4096}, fc, nil)

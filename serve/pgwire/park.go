@@ -2,6 +2,8 @@ package pgwire
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -166,9 +168,12 @@ func (s *session) loopHit(b []byte) (e *cache.Entry, total int, v hitVerdict) {
 		return nil, 0, hitNo
 	}
 	c := s.cache
-	if b[0] == 'Q' {
+	switch b[0] {
+	case 'Q':
 		e = s.loopQuery(b[:end])
-	} else {
+	case 'P':
+		e = s.loopParsed(b[:end])
+	default:
 		e = s.loopExtended(b[:end])
 	}
 	c.req.SQL = "" // it may alias the loop's buffer
@@ -181,14 +186,14 @@ func (s *session) loopHit(b []byte) (e *cache.Entry, total int, v hitVerdict) {
 }
 
 // requestEnd finds the end of the request at the head of b: a whole
-// Query, or whole messages from a Bind through its Sync.
+// Query, or whole messages from a Bind or Parse through its Sync.
 func (s *session) requestEnd(b []byte) (end int, v hitVerdict) {
 	for i := 0; ; i++ {
 		if len(b)-end < 5 {
 			return 0, hitMore
 		}
 		typ, n := b[end], int(int32(uint32(b[end+1])<<24|uint32(b[end+2])<<16|uint32(b[end+3])<<8|uint32(b[end+4])))
-		if s.checkFrontend(typ, n) != nil || (i == 0 && typ != 'Q' && typ != 'B') || i > 3 {
+		if s.checkFrontend(typ, n) != nil || (i == 0 && typ != 'Q' && typ != 'B' && typ != 'P') || i > 4 {
 			return 0, hitNo
 		}
 		if len(b)-end < n+1 {
@@ -244,5 +249,48 @@ func (s *session) loopExtended(m []byte) *cache.Entry {
 	c.req.ResultFormats = seq.resultFormats
 	e, key := s.park.hl.LookupHit(&c.req, c.key)
 	c.key = key
+	return e
+}
+
+// loopParsed is cacheParsed's hit for the whole request m: an unnamed
+// Parse, then Bind [Describe] Execute Sync of it. Only a hit records the
+// Parse as the unnamed statement (kept from the origin, as the pumps do).
+func (s *session) loopParsed(m []byte) *cache.Entry {
+	c := s.cache
+	n := int(binary.BigEndian.Uint32(m[1:5]))
+	parse := m[:n+1]
+	name, rest, ok1 := bytes.Cut(parse[5:], []byte{0})
+	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
+	if !ok1 || !ok2 || len(name) != 0 || len(rest) < 2 {
+		return nil
+	}
+	np := int(binary.BigEndian.Uint16(rest))
+	if rest = rest[2:]; len(rest) < 4*np {
+		return nil
+	}
+	c.loopTypes = c.loopTypes[:0]
+	for i := range np {
+		c.loopTypes = append(c.loopTypes, binary.BigEndian.Uint32(rest[4*i:]))
+	}
+	text := unsafe.String(unsafe.SliceData(sql), len(sql))
+	st := materialize.Classify(text)
+	if st.Class != materialize.ClassCacheable || st.Multi || changesSettings(text) {
+		return nil
+	}
+	seq := &c.seq
+	total, ok := parseSequence(m[n+1:], seq)
+	if !ok || n+1+total != len(m) || seq.stmt != "" {
+		return nil
+	}
+	c.req.SQL, c.req.Shape = text, parseShape(seq.shape)
+	c.req.Params = materialize.Params{Types: c.loopTypes, Formats: seq.paramFormats, Values: seq.values}
+	c.req.ResultFormats = seq.resultFormats
+	e, key := s.park.hl.LookupHit(&c.req, c.key)
+	c.key = key
+	if e != nil {
+		// The checks above are set's: it records the Parse.
+		_ = c.unnamed.set(parse)
+		c.unnamed.pending = true // answered from the cache, it never reached the origin
+	}
 	return e
 }
