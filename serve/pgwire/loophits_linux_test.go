@@ -189,7 +189,7 @@ func TestLoopHitsExtended(t *testing.T) {
 	if _, loopHits := fc.counts(); loopHits != 4 {
 		t.Fatalf("%d loop hits, want 4", loopHits)
 	}
-	// An unnamed statement the loop does not know: handed back, relayed.
+	// A statement the loop does not know: handed back, relayed.
 	other := cat(msg('B', "\x00nope\x00\x00\x00\x00\x00\x00\x00"), msg('E', "\x00\x00\x00\x00\x00"), msg('S', ""))
 	fill(t, sess, client, origin, other, cat(msg('E', "SERROR\x00C26000\x00Mno such statement\x00\x00"), msg('Z', "I")))
 	if sess.srv.loopStats.handBacks.Load() != 1 {
