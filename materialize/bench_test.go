@@ -164,3 +164,24 @@ func BenchmarkLookupHitRefresh(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLookupHitNoWait is BenchmarkLookupHit through LookupHit, the
+// non-blocking lookup the front end's event loop makes.
+func BenchmarkLookupHitNoWait(b *testing.B) {
+	h := newHarness(b, Config{})
+	ctx := context.Background()
+	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown,
+		Params: Params{Values: [][]byte{[]byte("5")}}}
+	a, key := h.m.Lookup(ctx, r, nil)
+	h.m.Put(a.Ticket, make([]byte, 100))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		key := append([]byte(nil), key...)
+		for pb.Next() {
+			var e *cache.Entry
+			if e, key = h.m.LookupHit(r, key); e == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+}

@@ -84,12 +84,7 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		m.metrics.bypassed(BypassTimeLiteral)
 		return Answer{Reason: BypassTimeLiteral}, key
 	}
-	k := cache.Key{
-		ContextID: m.contextID(r), StatementID: keyStatementID(r, res), Role: r.Role, Statement: r.SQL, Shape: r.Shape,
-		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
-		ResultFormats: r.ResultFormats,
-	}
-	key = cache.AppendKey(key[:0], &k)
+	key = m.appendRequestKey(key[:0], r, res)
 	if r.FencePending {
 		if !m.resolveFence(ctx, r) {
 			m.stats.bypass(BypassFence)
@@ -103,6 +98,17 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 		r.Fence = schemas.Position{} // the watermark covers it now
 	}
 	return Answer{Entry: e, Ticket: tk, Reason: reason, Cacheable: true}, key
+}
+
+// appendRequestKey appends r's cache key to key: Lookup and LookupHit
+// must key a request alike.
+func (m *Materializer) appendRequestKey(key []byte, r *Request, res *analyze.Result) []byte {
+	k := cache.Key{
+		ContextID: m.contextID(r), StatementID: keyStatementID(r, res), Role: r.Role, Statement: r.SQL, Shape: r.Shape,
+		ParamTypes: r.Params.Types, ParamFormats: r.Params.Formats, Params: r.Params.Values,
+		ResultFormats: r.ResultFormats,
+	}
+	return cache.AppendKey(key, &k)
 }
 
 // resolveFence reads the origin's position after the session's writes

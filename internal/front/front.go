@@ -116,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.srv, err = pgwire.New(pgwire.Config{Connector: origin, Cache: f.M, Logger: log}); err != nil {
+	if f.srv, err = pgwire.New(pgwire.Config{Connector: origin, Cache: f.M, Logger: log, Registerer: cfg.Registerer}); err != nil {
 		return nil, err
 	}
 	if f.ln, err = net.Listen("tcp", cfg.Listen); err != nil {

@@ -34,6 +34,9 @@ type cacheState struct {
 	// seq is the last extended-protocol request parsed, kept so its
 	// slices are reused from one request to the next.
 	seq sequence
+	// loopTypes are the parameter types of a Parse the event loop looks
+	// at, reused likewise.
+	loopTypes []uint32
 	// extOpen is set while extended-protocol messages were forwarded
 	// without their Sync; extExec when one of them was an Execute;
 	// extRead when they are a read analysis found cacheable (it wrote
@@ -174,6 +177,7 @@ func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool,
 	c.extRead = a.Cacheable
 	switch {
 	case a.Entry != nil:
+		s.park.pumpHit++
 		if _, err := s.client.Write(a.Entry.Response()); err != nil {
 			return false, err
 		}

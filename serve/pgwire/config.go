@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/materialize"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Server. The zero value of every field but Connector
@@ -58,11 +59,15 @@ type Config struct {
 	// NoEventLoop keeps every session on the goroutine pumps. By default
 	// plain sessions (TCP or Unix sockets on both sides, no cache, no
 	// pooling, no IdleTimeout) are relayed by an epoll event loop on its
-	// own thread, which costs about a third less CPU per transaction
-	// (Linux only; elsewhere the pumps relay everything). See ADR 0005.
+	// own thread, which costs about a third less CPU per transaction, and
+	// cached sessions with such sockets have their runs of cache hits
+	// answered there (Linux only; elsewhere the pumps relay everything).
+	// See ADR 0005.
 	NoEventLoop bool
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
+	// Registerer, when set, receives the front end's Prometheus metrics.
+	Registerer prometheus.Registerer
 }
 
 // Mode is how clients share origin backends.

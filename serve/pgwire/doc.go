@@ -49,6 +49,18 @@
 // with what was buffered, and the pumps finish it as they would have.
 // Cancel and the statement timeout need nothing from the loop.
 //
+// A cached session (session mode, plain sockets, no idle timeout) starts
+// on the pumps, which handle Parse, fills, SETs and the rest. When its
+// last requests were cache hits and it is idle at a clean boundary, the
+// pumps park it in the loop (park.go, loophits_linux.go): the origin pump
+// is stopped between two messages, and the loop then answers the
+// client's Query or Bind [Describe] Execute Sync requests that are cache
+// hits right now (materialize.HitLooker: no fence query, no wait, no
+// ticket) with one read and one write, nothing relayed. Anything else — a
+// miss, a write, a Parse, a pending fence, an origin message, an end —
+// hands the session back to the pumps with every byte not answered. A
+// short stint doubles the hits needed before the next park.
+//
 // # Verified authentication and pooling
 //
 // With Config.Verifiers (an auth query on the origin, like PgBouncer's

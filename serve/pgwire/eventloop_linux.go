@@ -43,6 +43,12 @@ type loopSession struct {
 	client, origin loopSide
 	done           chan loopResult // the hand-back, once
 	handed         bool
+
+	// A parked cached session (see parkInLoop): its client's requests
+	// are answered from the cache, not relayed.
+	cached bool
+	out    []byte // what remains to write of a cached response
+	hits   int
 }
 
 // loopSide is one socket of a loopSession and what was read from it.
@@ -212,6 +218,10 @@ func (l *eventLoop) handBackAll() {
 }
 
 func (l *eventLoop) handle(sd *loopSide, ev uint32) {
+	if sd.ls.cached {
+		l.handleCached(sd, ev)
+		return
+	}
 	if ev&unix.EPOLLOUT != 0 && !l.flush(sd.peer) {
 		return
 	}
@@ -349,10 +359,14 @@ func (l *eventLoop) handBack(ls *loopSession, shutdown bool) {
 	}
 	l.mu.Unlock()
 	c, o := &ls.client, &ls.origin
+	toClient := o.buf[o.r:o.f]
+	if ls.cached {
+		toClient = ls.out
+	}
 	ls.done <- loopResult{
 		shutdown: shutdown,
 		clientFd: c.fd, originFd: o.fd,
-		toOrigin: c.buf[c.r:c.f], toClient: o.buf[o.r:o.f],
+		toOrigin: c.buf[c.r:c.f], toClient: toClient,
 		fromClient: c.buf[c.f:c.w], fromOrigin: o.buf[o.f:o.w],
 		clientSkip: c.skip, originSkip: o.skip,
 		lastOrigin: o.last,
@@ -433,14 +447,6 @@ func (s *session) loopable() bool {
 		s.cr.Buffered() == 0 && s.origin.Reader.Buffered() == 0
 }
 
-func plainSocket(c net.Conn) bool {
-	switch c.(type) {
-	case *net.TCPConn, *net.UnixConn:
-		return true
-	}
-	return false
-}
-
 // dupSocket returns a non-blocking duplicate of c's descriptor.
 func dupSocket(c net.Conn) (int, error) {
 	sc, ok := c.(syscall.Conn)
@@ -491,13 +497,21 @@ func (s *session) resume(ctx context.Context, res loopResult) bool {
 	s.adopted = client
 	s.client, s.origin.Conn = client, origin
 	size := s.srv.cfg.BufferSize
-	s.cr = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(res.fromClient), client), size)
-	s.origin.Reader = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(res.fromOrigin), origin), size)
+	s.cr = bufio.NewReaderSize(after(res.fromClient, client), size)
+	s.origin.Reader = bufio.NewReaderSize(after(res.fromOrigin, &originReader{s: s, conn: origin}), size)
 	// The pumps write what is pending, each its own direction, so
 	// neither waits on a peer that waits on the other.
 	s.resumed = resumeState{toOrigin: res.toOrigin, toClient: res.toClient,
 		clientSkip: res.clientSkip, originSkip: res.originSkip, lastOrigin: res.lastOrigin}
 	return true
+}
+
+// after reads b, then r.
+func after(b []byte, r io.Reader) io.Reader {
+	if len(b) == 0 {
+		return r
+	}
+	return io.MultiReader(bytes.NewReader(b), r)
 }
 
 // fdConn makes a net.Conn of fd, which it closes.

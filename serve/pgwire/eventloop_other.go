@@ -18,3 +18,10 @@ func newEventLoop(*slog.Logger) (*eventLoop, error) {
 func (*eventLoop) close() {}
 
 func (s *session) runInLoop(context.Context) bool { return false }
+
+const parkSupported = false
+
+func (s *session) parkInLoop(context.Context) bool {
+	s.unpark()
+	return false
+}

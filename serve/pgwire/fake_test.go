@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/freshetdb/freshet/materialize/cache"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -115,3 +117,82 @@ func (fakePool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) {
 type fakeVerifiers struct{}
 
 func (fakeVerifiers) LookupVerifier(context.Context, string) (string, error) { return "", nil }
+
+// fakeCache answers from responses stored by request (statement, shape
+// and parameters), fills on a miss, and counts its lookups: full ones
+// (Lookup) and non-blocking ones that hit (LookupHit).
+type fakeCache struct {
+	mu       sync.Mutex
+	entries  map[string]*cache.Entry
+	tickets  map[*materialize.Ticket]string
+	lookups  int // Lookup calls
+	loopHits int // LookupHit calls that hit
+	noHits   bool
+}
+
+func newFakeCache() *fakeCache {
+	return &fakeCache{entries: map[string]*cache.Entry{}, tickets: map[*materialize.Ticket]string{}}
+}
+
+func fakeKey(r *materialize.Request) string {
+	k := r.SQL + "|" + r.Shape
+	for _, v := range r.Params.Values {
+		k += "|" + string(v)
+	}
+	return k
+}
+
+func (f *fakeCache) Lookup(_ context.Context, r *materialize.Request, key []byte) (materialize.Answer, []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	r.FencePending = false
+	k := fakeKey(r)
+	if e := f.entries[k]; e != nil {
+		return materialize.Answer{Entry: e, Cacheable: true}, key
+	}
+	tk := &materialize.Ticket{}
+	f.tickets[tk] = k
+	return materialize.Answer{Ticket: tk, Cacheable: true}, key
+}
+
+func (f *fakeCache) LookupHit(r *materialize.Request, key []byte) (*cache.Entry, []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.entries[fakeKey(r)]
+	if e == nil || f.noHits || r.FencePending {
+		return nil, key
+	}
+	f.loopHits++
+	return e, key
+}
+
+func (f *fakeCache) Put(tk *materialize.Ticket, response []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k, ok := f.tickets[tk]
+	delete(f.tickets, tk)
+	if ok {
+		f.entries[k] = cache.NewEntry([]byte(k), append([]byte(nil), response...), nil)
+	}
+	return ok
+}
+
+func (f *fakeCache) Abandon(tk *materialize.Ticket) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tickets, tk)
+}
+
+// counts returns the lookups and loop hits so far.
+func (f *fakeCache) counts() (lookups, loopHits int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups, f.loopHits
+}
+
+func (f *fakeCache) cached(r *materialize.Request) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.entries[fakeKey(r)] != nil
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
@@ -68,6 +69,9 @@ func (s *session) pumpClient(ctx context.Context) error {
 				return fmt.Errorf("write to origin: %w", err)
 			}
 		}
+		if s.readyToPark(r) {
+			return errPark
+		}
 		hdr, err := s.peekClient(r)
 		if err != nil {
 			return err
@@ -116,6 +120,7 @@ func (s *session) pumpClient(ctx context.Context) error {
 				}
 			}
 		}
+		s.park.pumpHit = 0
 		if err := forward(r, w, n+1); err != nil {
 			return s.clientErr(err)
 		}
@@ -216,12 +221,17 @@ func (s *session) pumpOrigin() error {
 					s.cache.flushed.Store(ready)
 				}
 			}
+			s.park.atTop = r.Buffered() == 0
 			hdr, err := r.Peek(5)
+			s.park.atTop = false
 			if err != nil {
 				// Part of a next header in the buffer means the backend
 				// is mid-message: not a boundary, never reusable.
 				if s.closing.Load() && r.Buffered() == 0 {
 					return fmt.Errorf("%w: %w", errAtBoundary, err)
+				}
+				if s.park.asked.Load() && r.Buffered() == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+					return fmt.Errorf("%w: %w", errParked, err)
 				}
 				return fmt.Errorf("read origin: %w", err)
 			}
@@ -255,6 +265,14 @@ func (s *session) pumpOrigin() error {
 			}
 		}
 	}()
+	if errors.Is(err, errParked) {
+		ready := s.ready.Load()
+		if ferr := w.Flush(); ferr != nil {
+			return fmt.Errorf("write to client: %w", ferr)
+		}
+		s.cache.flushed.Store(ready)
+		return err
+	}
 	if s.closing.Load() {
 		_ = w.Flush()
 		return err

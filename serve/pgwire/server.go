@@ -25,6 +25,7 @@ type Server struct {
 
 	loop       *eventLoop // started by the first session it relays
 	loopFailed bool
+	loopStats  *loopStats
 }
 
 // New validates cfg and returns a Server.
@@ -38,6 +39,8 @@ func New(cfg Config) (*Server, error) {
 		keys:  newKeyRegistry(),
 		lns:   make(map[net.Listener]struct{}),
 		conns: make(map[net.Conn]struct{}),
+
+		loopStats: newLoopStats(cfg.Registerer),
 	}, nil
 }
 

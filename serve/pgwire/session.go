@@ -48,6 +48,8 @@ type session struct {
 	adopted net.Conn
 	resumed resumeState
 	inLoop  atomic.Bool // the event loop relayed it
+
+	park parking // a cached session's moves to and from the event loop
 }
 
 // resumeState is where the pumps take a session over from the event
@@ -143,12 +145,36 @@ func (s *session) run(ctx context.Context) {
 	if !s.srv.cfg.NoEventLoop && s.runInLoop(ctx) {
 		return
 	}
-	if s.adopted != nil {
-		defer s.srv.dropConn(s.adopted)
+	defer func() {
+		if s.adopted != nil {
+			s.srv.dropConn(s.adopted)
+		}
+	}()
+	s.prepareParking()
+	for {
+		pumped := make(chan error, 1)
+		go func() { pumped <- s.pumpOrigin() }()
+		err := s.pumpClient(ctx)
+		if errors.Is(err, errPark) {
+			perr := s.stopOrigin(pumped)
+			if errors.Is(perr, errParked) {
+				s.resumed = resumeState{}
+				if s.parkInLoop(ctx) {
+					return
+				}
+				continue
+			}
+			// The origin ended while the pumps stopped.
+			pumped <- perr
+			err = errOriginGone
+		}
+		s.finish(ctx, err, pumped)
+		return
 	}
-	pumped := make(chan error, 1)
-	go func() { pumped <- s.pumpOrigin() }()
-	err := s.pumpClient(ctx)
+}
+
+// finish tears the session down after the client pump ended with err.
+func (s *session) finish(ctx context.Context, err error, pumped <-chan error) {
 	s.closing.Store(true)
 	reuse := s.reusable(err)
 	if reuse {
