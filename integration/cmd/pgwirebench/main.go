@@ -130,7 +130,7 @@ func run() error {
 		fmt.Printf("warming freshet's cache: pgbench -S -M %s -c %d for %s ...\n", o.mode, o.clients, 2*o.duration)
 		warm := o
 		warm.duration = 2 * o.duration
-		if _, err := pgbench(bindir, cu, warm); err != nil {
+		if _, _, err := pgbench(bindir, cu, warm); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 		s := cached.stats()
@@ -160,7 +160,7 @@ func run() error {
 			}
 			rBefore, wBefore := syscalls()
 			selfBefore, bouncerBefore := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
-			tps, err := pgbench(bindir, tg.url, o)
+			tps, clientCPU, err := pgbench(bindir, tg.url, o)
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
@@ -175,6 +175,7 @@ func run() error {
 			case strings.HasPrefix(tg.name, "pgbouncer"):
 				extra = fmt.Sprintf("  (%.1f µs CPU per transaction)", ticksToMicros(bouncerAfter-bouncerBefore)/txs)
 			}
+			extra += fmt.Sprintf("  [pgbench %.1f µs CPU/tx]", float64(clientCPU.Microseconds())/txs)
 			fmt.Printf("round %d  %-24s %10.0f tps%s\n", r+1, tg.name, tps, extra)
 			results[tg.name] = append(results[tg.name], tps)
 		}
@@ -273,20 +274,25 @@ func mean(xs []float64) float64 {
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
-func pgbench(bindir, url string, o options) (float64, error) {
+// pgbench runs pgbench and returns its tps and the CPU time pgbench
+// itself used: the client's share of the machine bounds every target.
+func pgbench(bindir, url string, o options) (float64, time.Duration, error) {
 	args := []string{"-n", "-S", "-M", o.mode, "-c", strconv.Itoa(o.clients), "-j", "2", "-T", strconv.Itoa(int(o.duration.Seconds())), url}
-	out, err := exec.Command(filepath.Join(bindir, "pgbench"), args...).CombinedOutput()
+	cmd := exec.Command(filepath.Join(bindir, "pgbench"), args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("pgbench: %v\n%s", err, out)
+		return 0, 0, fmt.Errorf("pgbench: %v\n%s", err, out)
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if !strings.Contains(string(out), "number of failed transactions: 0") {
-		return 0, fmt.Errorf("pgbench reported failures:\n%s", out)
+		return 0, 0, fmt.Errorf("pgbench reported failures:\n%s", out)
 	}
 	m := tpsLine.FindSubmatch(out)
 	if m == nil {
-		return 0, fmt.Errorf("no tps in pgbench output:\n%s", out)
+		return 0, 0, fmt.Errorf("no tps in pgbench output:\n%s", out)
 	}
-	return strconv.ParseFloat(string(m[1]), 64)
+	tps, err := strconv.ParseFloat(string(m[1]), 64)
+	return tps, cpu, err
 }
 
 func rehost(raw, addr string) string {
