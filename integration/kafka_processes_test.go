@@ -43,7 +43,10 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { dropSource(super, name, []string{"acct"}, func(s string) string { return name + "_" + s }) })
+	t.Cleanup(func() {
+		testenv.DropSource(super, name+"_slot", name+"_pub", name+"_acct")
+		super.Close(context.Background())
+	})
 	if _, err := super.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, ver int NOT NULL);
 		INSERT INTO %s SELECT g, 0 FROM generate_series(1, %d) g`, table, table, rows)); err != nil {
 		t.Fatal(err)

@@ -60,7 +60,12 @@ func startKafkaRegions(t *testing.T, tables []string, ddl string, n int, bound t
 				t.Errorf("node: %v", err)
 			}
 		}
-		dropSource(super, f.name, tables, f.table)
+		names := make([]string, len(tables))
+		for i, tbl := range tables {
+			names[i] = f.table(tbl)
+		}
+		testenv.DropSource(super, f.name+"_slot", f.name+"_pub", names...)
+		super.Close(context.Background())
 	})
 	f.ingest, err = ingestnode.New(ingestnode.Config{
 		Source: testenv.PostgresURL(t), Brokers: f.brokers, Topic: f.name, Partitions: 3,
@@ -101,22 +106,6 @@ func startKafkaRegions(t *testing.T, tables []string, ddl string, n int, bound t
 }
 
 func (f *kafkaFixture) table(short string) string { return f.name + "_" + short }
-
-// dropSource removes a test's slot, publication and tables.
-func dropSource(super *pgx.Conn, name string, tables []string, table func(string) string) {
-	bg := context.Background()
-	for range 50 {
-		if _, err := super.Exec(bg, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name+"_slot"); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_, _ = super.Exec(bg, "DROP PUBLICATION IF EXISTS "+name+"_pub")
-	for _, tbl := range tables {
-		_, _ = super.Exec(bg, "DROP TABLE IF EXISTS "+table(tbl)+" CASCADE")
-	}
-	super.Close(bg)
-}
 
 // originLSN is the origin's current WAL position.
 func originLSN(ctx context.Context, t *testing.T, c *pgx.Conn) schemas.Position {

@@ -81,7 +81,8 @@ func TestRunWaitsForTheOrigin(t *testing.T) {
 		case <-ran:
 		case <-ended:
 		}
-		dropSource(super, name)
+		testenv.DropSource(super, name+"_slot", name+"_pub", name)
+		super.Close(context.Background())
 	}()
 	running := func(ok func() bool) func() bool {
 		return func() bool {
@@ -143,19 +144,6 @@ func sourceTable(ctx context.Context, t *testing.T, origin, name string) *pgx.Co
 		t.Fatal(err)
 	}
 	return super
-}
-
-func dropSource(super *pgx.Conn, name string) {
-	bg := context.Background()
-	for range 50 {
-		if _, err := super.Exec(bg, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name+"_slot"); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_, _ = super.Exec(bg, "DROP PUBLICATION IF EXISTS "+name+"_pub")
-	_, _ = super.Exec(bg, "DROP TABLE IF EXISTS "+name)
-	super.Close(bg)
 }
 
 func waitFor(ctx context.Context, t *testing.T, what string, ok func() bool) {
