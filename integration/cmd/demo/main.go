@@ -42,6 +42,7 @@ type config struct {
 	origin   string
 	duration time.Duration
 	readers  int
+	reads    int // per second through freshet, all readers together; 0: flat out
 	writes   int // per second
 	rows     int
 	bound    time.Duration
@@ -52,6 +53,7 @@ func run() error {
 	flag.StringVar(&c.origin, "origin", os.Getenv("FRESHET_TEST_PG_URL"), "origin PostgreSQL URL (superuser)")
 	flag.DurationVar(&c.duration, "duration", 30*time.Second, "workload duration")
 	flag.IntVar(&c.readers, "readers", 8, "concurrent readers through freshet")
+	flag.IntVar(&c.reads, "reads", 0, "reads per second through freshet, all readers together (0: as fast as they go)")
 	flag.IntVar(&c.writes, "writes", 100, "writes per second at the origin")
 	flag.IntVar(&c.rows, "rows", 10000, "rows in the dataset")
 	flag.DurationVar(&c.bound, "staleness-bound", 5*time.Second, "freshet's staleness bound; a read older than it is stale")
@@ -95,23 +97,31 @@ func run() error {
 		return err
 	}
 	defer f.stop()
-	through, err := pgxpool.New(ctx, f.url)
-	if err != nil {
-		return err
+	// A connection per reader: a pool smaller than its readers would
+	// measure its own queue.
+	var ps pools
+	ps.origin = origin
+	for _, p := range []struct {
+		into  **pgxpool.Pool
+		url   string
+		conns int
+	}{{&ps.through, f.url, c.readers}, {&ps.probe, f.url, 1}, {&ps.pacedThrough, f.url, 1}, {&ps.pacedOrigin, c.origin, 1}} {
+		if *p.into, err = newPool(ctx, p.url, p.conns); err != nil {
+			return err
+		}
+		defer (*p.into).Close()
 	}
-	defer through.Close()
-	probe, err := pgxpool.New(ctx, f.url)
-	if err != nil {
-		return err
-	}
-	defer probe.Close()
-	if err := waitServing(ctx, through, table); err != nil {
+	if err := waitServing(ctx, ps.through, table); err != nil {
 		return err
 	}
 
-	fmt.Printf("== workload: %d readers through freshet, %d writes/s at the origin, %s\n", c.readers, c.writes, c.duration)
+	rate := "as fast as they go"
+	if c.reads > 0 {
+		rate = strconv.Itoa(c.reads) + " reads/s in all"
+	}
+	fmt.Printf("== workload: %d readers through freshet (%s), %d writes/s at the origin, %s\n", c.readers, rate, c.writes, c.duration)
 	w := newWorkload(c, table)
-	w.run(ctx, origin, through, probe)
+	w.run(ctx, ps)
 	fmt.Println()
 	return w.report(f)
 }
@@ -209,7 +219,8 @@ type workload struct {
 	acks     map[int][]ack
 	reads    []read
 	through  []time.Duration
-	direct   []time.Duration
+	direct   []time.Duration // paced point reads straight to PostgreSQL
+	paced    []time.Duration // the same paced reads through freshet
 	fresh    []time.Duration
 	errors   atomic.Int64
 	nwrites  atomic.Int64
@@ -230,7 +241,22 @@ func newWorkload(c config, table string) *workload {
 	return &workload{c: c, table: table, acks: map[int][]ack{}}
 }
 
-func (w *workload) run(ctx context.Context, origin, through, probe *pgxpool.Pool) {
+// pools are the workload's connections: the readers', the writer's (origin),
+// the freshness probe's, and one each for the paced readers.
+type pools struct {
+	origin, through, probe, pacedThrough, pacedOrigin *pgxpool.Pool
+}
+
+func newPool(ctx context.Context, url string, conns int) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = int32(conns)
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+func (w *workload) run(ctx context.Context, ps pools) {
 	ctx, cancel := context.WithTimeout(ctx, w.c.duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -239,13 +265,20 @@ func (w *workload) run(ctx context.Context, origin, through, probe *pgxpool.Pool
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.reader(ctx, through, zipf(rand.New(rand.NewPCG(uint64(i), 1))), i)
+			w.reader(ctx, ps.through, zipf(rand.New(rand.NewPCG(uint64(i), 1))), i)
 		}()
 	}
-	wg.Add(3)
-	go func() { defer wg.Done(); w.writer(ctx, origin, zipf(rand.New(rand.NewPCG(99, 2)))) }()
-	go func() { defer wg.Done(); w.directReader(ctx, origin, zipf(rand.New(rand.NewPCG(98, 3)))) }()
-	go func() { defer wg.Done(); w.freshness(ctx, origin, probe) }()
+	wg.Add(4)
+	go func() { defer wg.Done(); w.writer(ctx, ps.origin, zipf(rand.New(rand.NewPCG(99, 2)))) }()
+	go func() {
+		defer wg.Done()
+		w.pacedReader(ctx, ps.pacedOrigin, zipf(rand.New(rand.NewPCG(98, 3))), &w.direct)
+	}()
+	go func() {
+		defer wg.Done()
+		w.pacedReader(ctx, ps.pacedThrough, zipf(rand.New(rand.NewPCG(98, 3))), &w.paced)
+	}()
+	go func() { defer wg.Done(); w.freshness(ctx, ps.origin, ps.probe) }()
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	start := time.Now()
@@ -272,7 +305,19 @@ func (w *workload) reader(ctx context.Context, p *pgxpool.Pool, z *rand.Zipf, i 
 	if i%2 == 1 {
 		mode = pgx.QueryExecModeSimpleProtocol
 	}
+	pace := func() {}
+	if w.c.reads > 0 {
+		t := time.NewTicker(time.Duration(w.c.readers) * time.Second / time.Duration(w.c.reads))
+		defer t.Stop()
+		pace = func() {
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		}
+	}
 	for ctx.Err() == nil {
+		pace()
 		id := int(z.Uint64()) + 1
 		t0 := time.Now()
 		if id%10 == 0 {
@@ -295,7 +340,10 @@ func (w *workload) reader(ctx context.Context, p *pgxpool.Pool, z *rand.Zipf, i 
 	}
 }
 
-func (w *workload) directReader(ctx context.Context, p *pgxpool.Pool, z *rand.Zipf) {
+// pacedReader reads a point every 2ms, one at a time: its latency, unlike
+// the readers' flat-out closed loop, is not mostly queueing, so the same
+// reader through freshet and straight to PostgreSQL compare fairly.
+func (w *workload) pacedReader(ctx context.Context, p *pgxpool.Pool, z *rand.Zipf, into *[]time.Duration) {
 	point := "SELECT version, price, name FROM " + w.table + " WHERE id = $1"
 	for ctx.Err() == nil {
 		id := int(z.Uint64()) + 1
@@ -306,7 +354,7 @@ func (w *workload) directReader(ctx context.Context, p *pgxpool.Pool, z *rand.Zi
 			w.fail(ctx, err)
 			continue
 		}
-		w.record(&w.direct, time.Since(t0), nil)
+		w.record(into, time.Since(t0), nil)
 		time.Sleep(2 * time.Millisecond)
 	}
 }
@@ -411,10 +459,11 @@ func (w *workload) report(f *freshet) error {
 	if total > 0 {
 		fmt.Printf("hit ratio                %.1f%%  (%.0f hits, %.0f misses filled, %.0f to the origin unfilled)\n", 100*hits/total, hits, misses, bypass)
 	}
-	fmt.Printf("latency through freshet  p50 %s  p99 %s   (client side, hits and misses)\n", pct(w.through, 50), pct(w.through, 99))
+	fmt.Printf("latency through freshet  p50 %s  p99 %s   (client side, %d readers: hits, misses and aggregates)\n", pct(w.through, 50), pct(w.through, 99), w.c.readers)
+	fmt.Printf("paced point reads        p50 %s  p99 %s through freshet, p50 %s  p99 %s straight to PostgreSQL   (client side, one read every 2ms each, under the same load)\n",
+		pct(w.paced, 50), pct(w.paced, 99), pct(w.direct, 50), pct(w.direct, 99))
 	fmt.Printf("latency from cache       p50 %s  p99 %s   (freshet side, from its histogram)\n",
 		histPct(m, "freshet_cache_hit_seconds", 0.5), histPct(m, "freshet_cache_hit_seconds", 0.99))
-	fmt.Printf("latency from origin      p50 %s  p99 %s   (client side, same point reads straight to PostgreSQL)\n", pct(w.direct, 50), pct(w.direct, 99))
 	fmt.Printf("miss → filled            p50 %s  p99 %s   (freshet side)\n",
 		histPct(m, "freshet_cache_miss_seconds", 0.5), histPct(m, "freshet_cache_miss_seconds", 0.99))
 	fmt.Printf("freshness                p50 %s  p99 %s   (%d samples: origin commit → freshet returns the new row)\n", pct(w.fresh, 50), pct(w.fresh, 99), len(w.fresh))
