@@ -24,9 +24,10 @@ func BenchmarkLookupHit(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		key := append([]byte(nil), key...)
+		r := *r // a Request is one session's: Lookup writes its fence and key context
 		for pb.Next() {
 			var a Answer
-			a, key = h.m.Lookup(ctx, r, key)
+			a, key = h.m.Lookup(ctx, &r, key)
 			if a.Entry == nil {
 				b.Fatal("miss")
 			}
@@ -155,9 +156,10 @@ func BenchmarkLookupHitRefresh(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		key := append([]byte(nil), key...)
+		r := *r // a Request is one session's: Lookup writes its fence and key context
 		for pb.Next() {
 			var a Answer
-			a, key = h.m.Lookup(ctx, r, key)
+			a, key = h.m.Lookup(ctx, &r, key)
 			if a.Entry == nil {
 				b.Fatal("miss")
 			}
@@ -177,9 +179,10 @@ func BenchmarkLookupHitNoWait(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		key := append([]byte(nil), key...)
+		r := *r // a Request is one session's: LookupHit writes its fence and key context
 		for pb.Next() {
 			var e *cache.Entry
-			if e, key = h.m.LookupHit(r, key); e == nil {
+			if e, key = h.m.LookupHit(&r, key); e == nil {
 				b.Fatal("miss")
 			}
 		}
