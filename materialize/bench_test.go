@@ -15,20 +15,27 @@ import (
 // BenchmarkLookupHit is the cache-hit path a front end pays per read:
 // memoized analysis, key encoding, store lookup, watermark checks.
 func BenchmarkLookupHit(b *testing.B) {
-	h := newHarness(b, Config{})
-	ctx := context.Background()
+	benchParallelHits(b, Config{}, func(m *Materializer, r *Request, key []byte) (bool, []byte) {
+		a, key := m.Lookup(context.Background(), r, key)
+		return a.Entry != nil, key
+	})
+}
+
+// benchParallelHits fills one point read, then has every P ask for it
+// through hit, each goroutine with its own Request as each session has.
+func benchParallelHits(b *testing.B, cfg Config, hit func(m *Materializer, r *Request, key []byte) (bool, []byte)) {
+	h := newHarness(b, cfg)
 	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown,
 		Params: Params{Values: [][]byte{[]byte("5")}}}
-	a, key := h.m.Lookup(ctx, r, nil)
+	a, key := h.m.Lookup(context.Background(), r, nil)
 	h.m.Put(a.Ticket, make([]byte, 100))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		key := append([]byte(nil), key...)
-		r := *r // a Request is one session's: Lookup writes its fence and key context
+		r := *r // Lookup writes the Request's fence and key context
 		for pb.Next() {
-			var a Answer
-			a, key = h.m.Lookup(ctx, &r, key)
-			if a.Entry == nil {
+			var ok bool
+			if ok, key = hit(h.m, &r, key); !ok {
 				b.Fatal("miss")
 			}
 		}
@@ -147,44 +154,17 @@ func BenchmarkLookupHitExtended(b *testing.B) {
 // every hit also counts toward its key's heat (one hash, one atomic add
 // on a counter all readers of the key share).
 func BenchmarkLookupHitRefresh(b *testing.B) {
-	h := newHarness(b, Config{Refresh: RefreshConfig{Refresher: &fakeRefresher{}}})
-	ctx := context.Background()
-	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown,
-		Params: Params{Values: [][]byte{[]byte("5")}}}
-	a, key := h.m.Lookup(ctx, r, nil)
-	h.m.Put(a.Ticket, make([]byte, 100))
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		key := append([]byte(nil), key...)
-		r := *r // a Request is one session's: Lookup writes its fence and key context
-		for pb.Next() {
-			var a Answer
-			a, key = h.m.Lookup(ctx, &r, key)
-			if a.Entry == nil {
-				b.Fatal("miss")
-			}
-		}
+	benchParallelHits(b, Config{Refresh: RefreshConfig{Refresher: &fakeRefresher{}}}, func(m *Materializer, r *Request, key []byte) (bool, []byte) {
+		a, key := m.Lookup(context.Background(), r, key)
+		return a.Entry != nil, key
 	})
 }
 
 // BenchmarkLookupHitNoWait is BenchmarkLookupHit through LookupHit, the
 // non-blocking lookup the front end's event loop makes.
 func BenchmarkLookupHitNoWait(b *testing.B) {
-	h := newHarness(b, Config{})
-	ctx := context.Background()
-	r := &Request{Database: "db", Role: "alice", SQL: "SELECT v FROM t WHERE id = $1", Session: analyze.SessionKnown,
-		Params: Params{Values: [][]byte{[]byte("5")}}}
-	a, key := h.m.Lookup(ctx, r, nil)
-	h.m.Put(a.Ticket, make([]byte, 100))
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		key := append([]byte(nil), key...)
-		r := *r // a Request is one session's: LookupHit writes its fence and key context
-		for pb.Next() {
-			var e *cache.Entry
-			if e, key = h.m.LookupHit(&r, key); e == nil {
-				b.Fatal("miss")
-			}
-		}
+	benchParallelHits(b, Config{}, func(m *Materializer, r *Request, key []byte) (bool, []byte) {
+		e, key := m.LookupHit(r, key)
+		return e != nil, key
 	})
 }

@@ -60,17 +60,29 @@ type Answer struct {
 // grown for reuse, so that a hit allocates nothing proportional to the
 // request or the result.
 func (m *Materializer) Lookup(ctx context.Context, r *Request, key []byte) (Answer, []byte) {
+	res := m.analyzeRequest(r)
+	a, key := m.lookup(ctx, r, res, key)
+	m.observe(r, res, key, &a)
+	return a, key
+}
+
+// analyzeRequest is the (memoized) analysis of r's statement in r's
+// session.
+func (m *Materializer) analyzeRequest(r *Request) *analyze.Result {
 	sess := r.Session
 	if m.sessionUnseen(r) {
 		sess = analyze.SessionUnknown
 	}
-	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
-	a, key := m.lookup(ctx, r, res, key)
-	m.templates.record(res.Fingerprint, &a)
+	return m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
+}
+
+// observe feeds an answer to the per-template statistics and to
+// refresh-ahead's heat.
+func (m *Materializer) observe(r *Request, res *analyze.Result, key []byte, a *Answer) {
+	m.templates.record(res.Fingerprint, a)
 	if m.refresh != nil {
-		m.refresh.observe(m.cfg.Now, key, r, &a)
+		m.refresh.observe(m.cfg.Now, key, r, a)
 	}
-	return a, key
 }
 
 func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Result, key []byte) (Answer, []byte) {

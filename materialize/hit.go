@@ -3,7 +3,6 @@ package materialize
 import (
 	"time"
 
-	"github.com/freshetdb/freshet/materialize/analyze"
 	"github.com/freshetdb/freshet/materialize/cache"
 	"github.com/freshetdb/freshet/schemas"
 )
@@ -30,12 +29,11 @@ func (m *Materializer) LookupHit(r *Request, key []byte) (*cache.Entry, []byte) 
 		return nil, key // resolving it asks the origin
 	}
 	t0 := time.Now()
-	sess := r.Session
-	if m.sessionUnseen(r) {
-		sess = analyze.SessionUnknown
+	res := m.analyzeRequest(r)
+	if !res.Cacheable || timeDependentParams(&r.Params) {
+		return nil, key
 	}
-	res := m.Analyze(analyze.Input{SQL: r.SQL, SearchPath: r.SearchPath, Role: r.Role, Tx: r.Tx, Session: sess})
-	if !res.Cacheable || timeDependentParams(&r.Params) || !m.servableNow(r.Fence) {
+	if pos, bypass := m.watermarkNow(); bypass != "" || !pos.Covers(r.Fence) {
 		return nil, key
 	}
 	key = m.appendRequestKey(key[:0], r, res)
@@ -44,25 +42,7 @@ func (m *Materializer) LookupHit(r *Request, key []byte) (*cache.Entry, []byte) 
 		return nil, key
 	}
 	r.Fence = schemas.Position{} // the watermark covers it now
-	m.stats.hits.Add(1)
-	m.metrics.hit(time.Since(t0))
-	a := Answer{Entry: e, Cacheable: true}
-	m.templates.record(res.Fingerprint, &a)
-	if m.refresh != nil {
-		m.refresh.observe(m.cfg.Now, key, r, &a)
-	}
+	m.countHit(t0, false)
+	m.observe(r, res, key, &Answer{Entry: e, Cacheable: true})
 	return e, key
-}
-
-// servableNow is servable for an analyzed cacheable read, without
-// waiting: a fence is passed only if the watermark covers it already.
-func (m *Materializer) servableNow(fence schemas.Position) bool {
-	if m.reload.Load() {
-		return false
-	}
-	pos, at, ok := m.wm.get()
-	if !ok || m.cfg.Now().Sub(at) > m.cfg.StalenessBound {
-		return false
-	}
-	return fence.IsZero() || pos.Covers(fence)
 }

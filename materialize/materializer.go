@@ -264,8 +264,7 @@ func (m *Materializer) Get(ctx context.Context, q *Query) (e *cache.Entry, tk *T
 		return nil, nil, reason
 	}
 	if e, ok := m.store.Get(q.Key); ok {
-		m.stats.hits.Add(1)
-		m.metrics.hit(time.Since(t0))
+		m.countHit(t0, false)
 		return e, nil, ""
 	}
 	if f := m.flights.join(q.Key); f != nil {
@@ -273,15 +272,11 @@ func (m *Materializer) Get(ctx context.Context, q *Query) (e *cache.Entry, tk *T
 			// The leader's entry, even before ristretto applies its Set
 			// asynchronously; the invalidation flag still rules.
 			if e := f.entry; e != nil && !e.Invalidated() {
-				m.stats.hits.Add(1)
-				m.stats.coalesced.Add(1)
-				m.metrics.hit(time.Since(t0))
+				m.countHit(t0, true)
 				return e, nil, ""
 			}
 			if e, ok := m.store.Get(q.Key); ok {
-				m.stats.hits.Add(1)
-				m.stats.coalesced.Add(1)
-				m.metrics.hit(time.Since(t0))
+				m.countHit(t0, true)
 				return e, nil, ""
 			}
 		}
@@ -301,20 +296,40 @@ func (m *Materializer) servable(ctx context.Context, q *Query) string {
 	if q.Analysis == nil || !q.Analysis.Cacheable {
 		return BypassUncacheable
 	}
-	if m.reload.Load() {
-		return BypassReload
-	}
-	_, at, ok := m.wm.get()
-	if !ok {
-		return BypassNoWatermark
-	}
-	if m.cfg.Now().Sub(at) > m.cfg.StalenessBound {
-		return BypassStale
+	if _, bypass := m.watermarkNow(); bypass != "" {
+		return bypass
 	}
 	if !q.Fence.IsZero() && !m.wm.waitFor(ctx, q.Fence, m.cfg.FenceWait) {
 		return BypassFence
 	}
 	return ""
+}
+
+// watermarkNow is the watermark reads may be served at now, or why none
+// may be: the catalog is reloading, no watermark yet, or it is older than
+// the staleness bound.
+func (m *Materializer) watermarkNow() (schemas.Position, string) {
+	if m.reload.Load() {
+		return schemas.Position{}, BypassReload
+	}
+	pos, at, ok := m.wm.get()
+	switch {
+	case !ok:
+		return pos, BypassNoWatermark
+	case m.cfg.Now().Sub(at) > m.cfg.StalenessBound:
+		return pos, BypassStale
+	}
+	return pos, ""
+}
+
+// countHit counts a hit that took since t0; coalesced when it was a
+// concurrent fill's entry.
+func (m *Materializer) countHit(t0 time.Time, coalesced bool) {
+	m.stats.hits.Add(1)
+	if coalesced {
+		m.stats.coalesced.Add(1)
+	}
+	m.metrics.hit(time.Since(t0))
 }
 
 // Ticket is a fill in progress: the origin is being asked for a result
