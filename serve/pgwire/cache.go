@@ -157,9 +157,7 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 		c.req.FencePending = true
 		return false, nil
 	}
-	c.req.SQL, c.req.Shape = sql, ""
-	c.req.Params = materialize.Params{}
-	c.req.ResultFormats = nil
+	c.queryRequest(sql)
 	return s.lookup(ctx, r, n+1)
 }
 
@@ -266,17 +264,40 @@ func (s *session) cacheExtended(ctx context.Context, r *bufio.Reader) (bool, err
 	if !ok {
 		return false, nil
 	}
-	p, ok := c.stmts[seq.stmt]
-	if seq.stmt == "" {
-		p, ok = prepared{sql: c.unnamed.sql, types: c.unnamed.types}, c.unnamed.valid
-	}
+	p, ok := c.statement(seq.stmt, true)
 	if !ok {
 		return false, nil
 	}
-	c.req.SQL, c.req.Shape = p.sql, seq.shape
-	c.req.Params = materialize.Params{Types: p.types, Formats: seq.paramFormats, Values: seq.values}
-	c.req.ResultFormats = seq.resultFormats
+	c.sequenceRequest(p.sql, seq.shape, p.types)
 	return s.lookup(ctx, r, total)
+}
+
+// statement is the prepared statement a Bind names: a named one, or the
+// unnamed one if the client has it (and, unless pendingOK, the origin has
+// it too).
+func (c *cacheState) statement(name string, pendingOK bool) (prepared, bool) {
+	if name != "" {
+		p, ok := c.stmts[name]
+		return p, ok
+	}
+	u := &c.unnamed
+	return prepared{sql: u.sql, types: u.types}, u.valid && (pendingOK || !u.pending)
+}
+
+// queryRequest makes c.req a simple Query of sql.
+func (c *cacheState) queryRequest(sql string) {
+	c.req.SQL, c.req.Shape = sql, ""
+	c.req.Params = materialize.Params{}
+	c.req.ResultFormats = nil
+}
+
+// sequenceRequest makes c.req the extended-protocol request c.seq holds,
+// of the statement sql with parameter types.
+func (c *cacheState) sequenceRequest(sql, shape string, types []uint32) {
+	seq := &c.seq
+	c.req.SQL, c.req.Shape = sql, shape
+	c.req.Params = materialize.Params{Types: types, Formats: seq.paramFormats, Values: seq.values}
+	c.req.ResultFormats = seq.resultFormats
 }
 
 // sequence is a parsed Bind [Describe] Execute Sync.

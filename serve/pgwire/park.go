@@ -2,7 +2,6 @@ package pgwire
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -218,11 +217,8 @@ func (s *session) loopQuery(m []byte) *cache.Entry {
 		return nil
 	}
 	c := s.cache
-	c.req.SQL, c.req.Shape = sql, ""
-	c.req.Params = materialize.Params{}
-	c.req.ResultFormats = nil
-	e, key := s.park.hl.LookupHit(&c.req, c.key)
-	c.key = key
+	c.queryRequest(sql)
+	e := s.lookupHit()
 	if e != nil {
 		c.unnamed.forget() // a simple Query destroys the unnamed statement
 	}
@@ -237,16 +233,17 @@ func (s *session) loopExtended(m []byte) *cache.Entry {
 	if !ok || total != len(m) {
 		return nil
 	}
-	p, ok := c.stmts[seq.stmt]
-	if seq.stmt == "" {
-		p, ok = prepared{sql: c.unnamed.sql, types: c.unnamed.types}, c.unnamed.valid && !c.unnamed.pending
-	}
+	p, ok := c.statement(seq.stmt, false)
 	if !ok {
 		return nil
 	}
-	c.req.SQL, c.req.Shape = p.sql, seq.shape
-	c.req.Params = materialize.Params{Types: p.types, Formats: seq.paramFormats, Values: seq.values}
-	c.req.ResultFormats = seq.resultFormats
+	c.sequenceRequest(p.sql, seq.shape, p.types)
+	return s.lookupHit()
+}
+
+// lookupHit asks the cache for a hit on c.req without blocking.
+func (s *session) lookupHit() *cache.Entry {
+	c := s.cache
 	e, key := s.park.hl.LookupHit(&c.req, c.key)
 	c.key = key
 	return e
@@ -259,18 +256,10 @@ func (s *session) loopParsed(m []byte) *cache.Entry {
 	c := s.cache
 	n := int(binary.BigEndian.Uint32(m[1:5]))
 	parse := m[:n+1]
-	name, rest, ok1 := bytes.Cut(parse[5:], []byte{0})
-	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
-	if !ok1 || !ok2 || len(name) != 0 || len(rest) < 2 {
+	name, sql, types, ok := parseParse(parse, c.loopTypes)
+	c.loopTypes = types
+	if !ok || len(name) != 0 {
 		return nil
-	}
-	np := int(binary.BigEndian.Uint16(rest))
-	if rest = rest[2:]; len(rest) < 4*np {
-		return nil
-	}
-	c.loopTypes = c.loopTypes[:0]
-	for i := range np {
-		c.loopTypes = append(c.loopTypes, binary.BigEndian.Uint32(rest[4*i:]))
 	}
 	text := unsafe.String(unsafe.SliceData(sql), len(sql))
 	st := materialize.Classify(text)
@@ -282,14 +271,10 @@ func (s *session) loopParsed(m []byte) *cache.Entry {
 	if !ok || n+1+total != len(m) || seq.stmt != "" {
 		return nil
 	}
-	c.req.SQL, c.req.Shape = text, parseShape(seq.shape)
-	c.req.Params = materialize.Params{Types: c.loopTypes, Formats: seq.paramFormats, Values: seq.values}
-	c.req.ResultFormats = seq.resultFormats
-	e, key := s.park.hl.LookupHit(&c.req, c.key)
-	c.key = key
+	c.sequenceRequest(text, parseShape(seq.shape), c.loopTypes)
+	e := s.lookupHit()
 	if e != nil {
-		// The checks above are set's: it records the Parse.
-		_ = c.unnamed.set(parse)
+		c.unnamed.keep(parse, len(sql), c.loopTypes)
 		c.unnamed.pending = true // answered from the cache, it never reached the origin
 	}
 	return e

@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"unsafe"
-
-	"github.com/freshetdb/freshet/materialize"
 )
 
 // unnamedStmt is the session's unnamed prepared statement as its client
@@ -32,26 +30,41 @@ type unnamedStmt struct {
 // set records the Parse message m (header included) as the unnamed
 // statement; false when m does not parse.
 func (u *unnamedStmt) set(m []byte) bool {
-	u.msg = append(u.msg[:0], m...)
 	u.valid, u.pending = false, false
-	body := u.msg[5:]
-	name, rest, ok1 := bytes.Cut(body, []byte{0})
-	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
-	if !ok1 || !ok2 || len(name) != 0 || len(rest) < 2 {
+	name, sql, types, ok := parseParse(m, u.types)
+	if !ok || len(name) != 0 {
 		return false
+	}
+	u.keep(m, len(sql), types)
+	return true
+}
+
+// keep records the well-formed unnamed Parse m, whose statement text is
+// sqlLen bytes, with its parameter types.
+func (u *unnamedStmt) keep(m []byte, sqlLen int, types []uint32) {
+	u.msg = append(u.msg[:0], m...)
+	u.sql = unsafe.String(&u.msg[6], sqlLen) // after the header and the empty name
+	u.types = append(u.types[:0], types...)
+	u.valid = true
+}
+
+// parseParse reads the Parse message m (header included): its statement
+// name and text, and its parameter types into types (reused).
+func parseParse(m []byte, types []uint32) (name, sql []byte, _ []uint32, ok bool) {
+	name, rest, ok1 := bytes.Cut(m[5:], []byte{0})
+	sql, rest, ok2 := bytes.Cut(rest, []byte{0})
+	if !ok1 || !ok2 || len(rest) < 2 {
+		return nil, nil, types, false
 	}
 	np := int(binary.BigEndian.Uint16(rest))
-	rest = rest[2:]
-	if len(rest) < 4*np {
-		return false
+	if rest = rest[2:]; len(rest) < 4*np {
+		return nil, nil, types, false
 	}
-	u.types = u.types[:0]
+	types = types[:0]
 	for i := range np {
-		u.types = append(u.types, binary.BigEndian.Uint32(rest[4*i:]))
+		types = append(types, binary.BigEndian.Uint32(rest[4*i:]))
 	}
-	u.sql = unsafe.String(unsafe.SliceData(sql), len(sql))
-	u.valid = true
-	return true
+	return name, sql, types, true
 }
 
 // forget drops the unnamed statement (replaced, closed, or destroyed by a
@@ -93,9 +106,7 @@ func (s *session) cacheParsed(ctx context.Context, r *bufio.Reader, n int) (bool
 		return false, nil
 	}
 	u := &c.unnamed
-	c.req.SQL, c.req.Shape = u.sql, parseShape(seq.shape)
-	c.req.Params = materialize.Params{Types: u.types, Formats: seq.paramFormats, Values: seq.values}
-	c.req.ResultFormats = seq.resultFormats
+	c.sequenceRequest(u.sql, parseShape(seq.shape), u.types)
 	served, err := s.lookup(ctx, r, n+1+total)
 	// Answered from the cache, the Parse never reached the origin.
 	u.pending = served
