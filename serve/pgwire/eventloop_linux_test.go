@@ -275,11 +275,7 @@ func TestEventLoopPipelined(t *testing.T) {
 
 func TestEventLoopIdleTimeout(t *testing.T) {
 	client, _, _, done := loopedSession(t, Config{IdleTimeout: 100 * time.Millisecond})
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("idle session was not ended")
-	}
+	waitEnded(t, done, "idle session was not ended")
 	b, _ := io.ReadAll(client)
 	if got := lastErrorCode(t, b); got != CodeIdleSessionTimeout {
 		t.Fatalf("client got SQLSTATE %q, want %q", got, CodeIdleSessionTimeout)
@@ -289,11 +285,7 @@ func TestEventLoopIdleTimeout(t *testing.T) {
 func TestEventLoopOriginEndsFirst(t *testing.T) {
 	client, origin, _, done := loopedSession(t, Config{})
 	_ = origin.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("session outlived its origin")
-	}
+	waitEnded(t, done, "session outlived its origin")
 	b, _ := io.ReadAll(client)
 	if got := lastErrorCode(t, b); got != CodeConnectionFailure {
 		t.Fatalf("client got SQLSTATE %q, want %q", got, CodeConnectionFailure)
@@ -397,11 +389,7 @@ func TestEventLoopOriginClosesAfterReady(t *testing.T) {
 	if got := readMessages(t, client, 'Z'); !bytes.Equal(got, reply) {
 		t.Fatalf("client got %q", got)
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("session outlived its origin")
-	}
+	waitEnded(t, done, "session outlived its origin")
 	b, _ := io.ReadAll(client)
 	if got := lastErrorCode(t, b); got != CodeConnectionFailure {
 		t.Fatalf("client got SQLSTATE %q, want %q", got, CodeConnectionFailure)
@@ -478,12 +466,28 @@ func TestEventLoopServerClose(t *testing.T) {
 	if !sess.inLoop.Load() {
 		t.Fatal("the session did not run in the event loop")
 	}
-	_ = sess.srv.Close()
+	if cancels := closeServer(t, sess, client, done); cancels != 1 {
+		t.Fatalf("%d cancels for the unanswered query, want 1", cancels)
+	}
+}
+
+// waitEnded fails t unless the session ends within 5 s.
+func waitEnded(t *testing.T, done <-chan struct{}, failure string) {
+	t.Helper()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close left the session running")
+		t.Fatal(failure)
 	}
+}
+
+// closeServer closes the session's Server, checks that the session ends
+// and its client connection is closed, and returns how many cancels the
+// Server sent the origin.
+func closeServer(t *testing.T, sess *session, client net.Conn, done <-chan struct{}) int {
+	t.Helper()
+	_ = sess.srv.Close()
+	waitEnded(t, done, "Close left the session running")
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(client); err != nil {
 		t.Fatalf("client connection not closed: %v", err)
@@ -491,9 +495,7 @@ func TestEventLoopServerClose(t *testing.T) {
 	fc := sess.srv.cfg.Connector.(*fakeConnector)
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if fc.cancels != 1 {
-		t.Fatalf("%d cancels for the unanswered query, want 1", fc.cancels)
-	}
+	return fc.cancels
 }
 
 // FuzzEventLoop is FuzzMessageLoop's oracle over sockets, so the event

@@ -351,21 +351,8 @@ func TestLoopShutdownWhileParked(t *testing.T) {
 	fc := newFakeCache()
 	client, origin, sess, done := cachedSession(t, Config{}, fc, nil)
 	warmParked(t, client, origin, sess, "1")
-	_ = sess.srv.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close left the parked session running")
-	}
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(client); err != nil {
-		t.Fatalf("client connection not closed: %v", err)
-	}
-	fcn := sess.srv.cfg.Connector.(*fakeConnector)
-	fcn.mu.Lock()
-	defer fcn.mu.Unlock()
-	if fcn.cancels != 0 {
-		t.Fatalf("%d cancels for an idle session", fcn.cancels)
+	if cancels := closeServer(t, sess, client, done); cancels != 0 {
+		t.Fatalf("%d cancels for an idle session", cancels)
 	}
 }
 
@@ -374,11 +361,7 @@ func TestLoopClientClosesWhileParked(t *testing.T) {
 	client, origin, sess, done := cachedSession(t, Config{}, fc, nil)
 	warmParked(t, client, origin, sess, "1")
 	_ = client.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the parked session outlived its client")
-	}
+	waitEnded(t, done, "the parked session outlived its client")
 	_ = origin.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(origin); err != nil {
 		t.Fatalf("origin connection not closed: %v", err)
@@ -442,11 +425,7 @@ func FuzzParkedSession(f *testing.F) {
 		if err != nil && !reset {
 			t.Fatalf("client read: %v", err)
 		}
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("session did not end")
-		}
+		waitEnded(t, done, "session did not end")
 		_ = client.Close()
 		<-wrote
 		lead := 0
