@@ -170,13 +170,22 @@ func (n *Node) Run(ctx context.Context) error {
 		n.lastErr.Store(&msg)
 		n.log.Warn("ingest stopped; starting again from the durable position with a new producer",
 			"err", err, "in", backoff, "from", n.Durable().String())
-		select {
-		case <-ctx.Done():
+		if !n.pause(ctx, &backoff) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, n.cfg.MaxBackoff)
 	}
+}
+
+// pause waits backoff, then doubles it up to MaxBackoff; false when ctx
+// ended first.
+func (n *Node) pause(ctx context.Context, backoff *time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*backoff):
+	}
+	*backoff = min(2**backoff, n.cfg.MaxBackoff)
+	return true
 }
 
 // runOnce runs one producer and one pipeline until either fails.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -34,12 +33,9 @@ func (n *Node) setup(ctx context.Context, pcfg postgres.Config) (*postgres.Setup
 		msg := "setup: " + err.Error()
 		n.lastErr.Store(&msg)
 		n.log.Warn("cannot set up the source yet; trying again", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		if !n.pause(ctx, &backoff) {
 			return nil, nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, n.cfg.MaxBackoff)
 	}
 }
 
