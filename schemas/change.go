@@ -66,9 +66,11 @@ type Change struct {
 }
 
 // Progress is a marker: every transaction of Source whose commit position is
-// covered by Position has been published before it. CommitTime is the
-// commit time of that transaction, or the source's clock when the marker
-// comes from an idle source's heartbeat, so consumers can measure lag.
+// covered by Position has been published before it. CommitTime is a time
+// at the source by which every commit acknowledged was covered: the commit
+// time of that transaction, or the time an idle source's heartbeat was
+// written. Never the time the marker was sent: a source that lags sends
+// old positions, and consumers measure staleness from CommitTime.
 type Progress struct {
 	Source     string    `json:"source"`
 	Position   Position  `json:"position"`

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -74,8 +75,24 @@ func (r *Reader) withConn(ctx context.Context, conn *pgx.Conn, f func(context.Co
 	return conn, nil
 }
 
+// heartbeatSQL writes a heartbeat whose content is the origin's clock, in
+// microseconds since the epoch, read before the message enters the WAL:
+// every commit acknowledged before that time has a lower position, so a
+// marker at the heartbeat's position may claim it (and no later time).
+const heartbeatSQL = `SELECT pg_logical_emit_message(false, $1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text)`
+
+// heartbeatTime reads the time a heartbeat carries; false for one written
+// in an older format, which then moves the position but not the time.
+func heartbeatTime(content []byte) (time.Time, bool) {
+	us, err := strconv.ParseInt(string(content), 10, 64)
+	if err != nil || us <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(us).UTC(), true
+}
+
 func (r *Reader) emitHeartbeat(ctx context.Context, conn *pgx.Conn) error {
-	_, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, now()::text)`, HeartbeatPrefix)
+	_, err := conn.Exec(ctx, heartbeatSQL, HeartbeatPrefix)
 	if err != nil {
 		return fmt.Errorf("emit heartbeat: %w", err)
 	}

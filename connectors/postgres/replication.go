@@ -57,6 +57,10 @@ type stream struct {
 	heard  time.Time   // when the server last sent anything
 	status time.Time   // when the next status update is due
 	acked  schemas.LSN // what the last status update reported
+	// covered is the latest time known to be covered by the positions
+	// received so far: a transaction's commit time or a heartbeat's write
+	// time. An idle marker claims no later time (see idleProgress).
+	covered time.Time
 }
 
 // Stream implements ingest.Source. The slot must exist (see Setup): a slot
@@ -252,7 +256,7 @@ func (s *stream) copyData(ctx context.Context, data []byte) error {
 // the slot may be acknowledged there. While a transaction is open or not
 // yet durable, the keepalive's position is never acknowledged.
 func (s *stream) keepalive(ctx context.Context, ka pglogrepl.PrimaryKeepaliveMessage) error {
-	if err := s.idleProgress(ctx, schemas.LSN(ka.ServerWALEnd), ka.ServerTime); err != nil {
+	if err := s.idleProgress(ctx, schemas.LSN(ka.ServerWALEnd)); err != nil {
 		return err
 	}
 	if ka.ReplyRequested {
@@ -261,12 +265,27 @@ func (s *stream) keepalive(ctx context.Context, ka pglogrepl.PrimaryKeepaliveMes
 	return nil
 }
 
-func (s *stream) idleProgress(ctx context.Context, lsn schemas.LSN, at time.Time) error {
-	if s.asm.open() || !s.out.Idle() || lsn <= s.out.Durable().LSN || lsn <= s.floor {
+// idleProgress emits a marker at lsn with the time covered so far, once
+// one is known (a commit or a heartbeat seen on this stream). The time a
+// message was sent is not safe there: a walsender that lags (a restarted
+// ingest catching up, a loaded origin) sends a position long after it
+// was the end of the WAL, and a marker claiming the send time would let a
+// region serve results that miss commits made in between as if they were
+// fresh.
+func (s *stream) idleProgress(ctx context.Context, lsn schemas.LSN) error {
+	if s.covered.IsZero() || s.asm.open() || !s.out.Idle() || lsn <= s.out.Durable().LSN || lsn <= s.floor {
 		return nil
 	}
-	tx := ingest.Transaction{Progress: schemas.Progress{Source: s.r.cfg.Name, Position: schemas.Position{LSN: lsn}, CommitTime: at.UTC()}}
+	tx := ingest.Transaction{Progress: schemas.Progress{Source: s.r.cfg.Name, Position: schemas.Position{LSN: lsn}, CommitTime: s.covered}}
 	return s.out.Emit(ctx, tx)
+}
+
+// cover records that positions received so far cover every commit
+// acknowledged before at.
+func (s *stream) cover(at time.Time) {
+	if at.After(s.covered) {
+		s.covered = at.UTC()
+	}
 }
 
 func (s *stream) xlogData(ctx context.Context, xld pglogrepl.XLogData) error {
@@ -275,12 +294,16 @@ func (s *stream) xlogData(ctx context.Context, xld pglogrepl.XLogData) error {
 		return err
 	}
 	if hb, ok := heartbeat(msg); ok {
-		return s.idleProgress(ctx, schemas.LSN(hb.LSN), xld.ServerTime)
+		if at, ok := heartbeatTime(hb.Content); ok {
+			s.cover(at)
+		}
+		return s.idleProgress(ctx, schemas.LSN(hb.LSN))
 	}
 	tx, err := s.asm.handle(msg)
 	if err != nil || tx == nil {
 		return err
 	}
+	s.cover(tx.Progress.CommitTime)
 	return s.out.Emit(ctx, *tx)
 }
 
