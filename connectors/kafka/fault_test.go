@@ -35,6 +35,10 @@ func newScriptedSource(per, keys int, pace time.Duration) *scriptedSource {
 func (s *scriptedSource) last() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.lastLocked()
+}
+
+func (s *scriptedSource) lastLocked() int {
 	if s.final < 0 {
 		select {
 		case <-s.finish:
@@ -45,22 +49,32 @@ func (s *scriptedSource) last() int {
 	return s.final
 }
 
+// claim reports whether transaction i is to be emitted, and counts it as
+// emitted before it is: a transaction handed to the bus may reach Kafka
+// even when Emit then fails, so the last one must include it.
+func (s *scriptedSource) claim(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.lastLocked(); f >= 0 && i > f {
+		return false
+	}
+	s.emitted = max(s.emitted, i)
+	return true
+}
+
 func (s *scriptedSource) Stream(ctx context.Context, from schemas.Position, out ingest.Emitter) error {
 	i := 0
 	for pos(i).Compare(from) <= 0 {
 		i++
 	}
 	for ; ; i++ {
-		if f := s.last(); f >= 0 && i > f {
+		if !s.claim(i) {
 			<-ctx.Done()
 			return ctx.Err()
 		}
 		if err := out.Emit(ctx, txn(i, s.per, s.keys)); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.emitted = max(s.emitted, i)
-		s.mu.Unlock()
 		time.Sleep(s.pace)
 	}
 }
