@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -63,13 +64,24 @@ func startChild(t *testing.T, bin, name string, args ...string) *child {
 		if t.Failed() {
 			for i := 1; i <= c.runs; i++ {
 				out, _ := os.ReadFile(fmt.Sprintf("%s.%d", c.log, i))
-				t.Logf("---- %s log (run %d), last 3000 bytes:\n%s", name, i, tail(out, 3000))
+				t.Logf("---- %s log (run %d) without catalog reloads, last 8000 bytes:\n%s", name, i, tail(withoutLines(out, "msg=\"catalog loaded\""), 8000))
 			}
 		}
 	})
 	c.log = filepath.Join(t.TempDir(), name+".log")
 	c.start()
 	return c
+}
+
+// withoutLines drops the lines of b that contain s.
+func withoutLines(b []byte, s string) []byte {
+	var out []byte
+	for _, l := range bytes.SplitAfter(b, []byte("\n")) {
+		if !bytes.Contains(l, []byte(s)) {
+			out = append(out, l...)
+		}
+	}
+	return out
 }
 
 func tail(b []byte, n int) []byte {
@@ -189,4 +201,22 @@ func grepLines(s, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// rawStatus is a node's /status as it came, or the error reading it.
+func rawStatus(ctx context.Context, addr string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	return string(body)
 }

@@ -143,7 +143,7 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 						c = nil
 						break
 					}
-					local = append(local, readRecord{id: id, ver: v, start: t0})
+					local = append(local, readRecord{id: id, ver: v, start: t0, via: r})
 				}
 			}
 			if c != nil {
@@ -153,7 +153,8 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	}
 	began := time.Now()
 	step := func(what string) {
-		t.Logf("%s at %s: %d writes, %d client errors so far", what, time.Since(began).Round(time.Millisecond), writes.Load(), errs.Load())
+		t.Logf("%s at %s (%s): %d writes, %d client errors so far", what, time.Since(began).Round(time.Millisecond),
+			time.Now().Format(time.StampMicro), writes.Load(), errs.Load())
 	}
 	time.Sleep(2 * time.Second)
 	step("warm")
@@ -188,6 +189,10 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	}
 	if n, first := h.stale(reads, bound); n > 0 {
 		t.Errorf("%d of %d reads older than the staleness bound %s; first: %s", n, len(reads), bound, first)
+		t.Logf("stale reads by region and row:\n%s", h.describeStale(reads, bound))
+		for _, r := range regions {
+			t.Logf("region %s status: %s", r.name, rawStatus(ctx, r.admin))
+		}
 	}
 	if v := ryw.Load(); v > 0 {
 		t.Errorf("%d read-your-writes violations", v)

@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,43 +49,70 @@ type readRecord struct {
 	id, ver int
 	start   time.Time
 	hit     bool
+	via     int // which endpoint answered, for reports
 }
 
 // stale counts the reads that returned a version older than one whose
 // commit had been acknowledged more than bound before the read started.
 func (h *history) stale(reads []readRecord, bound time.Duration) (n int, first string) {
-	// Per row: acknowledgements by time, with the running maximum version.
-	type idx struct {
-		at  []time.Time
-		max []int
+	for _, i := range h.staleReads(reads, bound) {
+		r := reads[i]
+		if n == 0 {
+			first = "row " + strconv.Itoa(r.id) + ": read version " + strconv.Itoa(r.ver) + " (hit " + strconv.FormatBool(r.hit) +
+				"), version " + strconv.Itoa(h.newest(r.id, r.start.Add(-bound))) + " committed before " + r.start.Add(-bound).Format(time.StampMicro)
+		}
+		n++
 	}
-	byID := map[int]idx{}
+	return n, first
+}
+
+// staleReads are the indexes in reads of those stale counts.
+func (h *history) staleReads(reads []readRecord, bound time.Duration) []int {
+	var out []int
+	ix := h.byTime()
+	for i, r := range reads {
+		if ix.newest(r.id, r.start.Add(-bound)) > r.ver {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// ackIndex is, per row, the acknowledgements by time with the running
+// maximum version.
+type ackIndex map[int]struct {
+	at  []time.Time
+	max []int
+}
+
+func (h *history) byTime() ackIndex {
+	ix := ackIndex{}
 	for id, acks := range h.acks {
 		acks = slices.Clone(acks)
 		sort.Slice(acks, func(i, j int) bool { return acks[i].at.Before(acks[j].at) })
-		var x idx
+		x := ix[id]
 		m := 0
 		for _, a := range acks {
 			m = max(m, a.ver)
 			x.at = append(x.at, a.at)
 			x.max = append(x.max, m)
 		}
-		byID[id] = x
+		ix[id] = x
 	}
-	for _, r := range reads {
-		x := byID[r.id]
-		cut := r.start.Add(-bound)
-		i := sort.Search(len(x.at), func(i int) bool { return !x.at[i].Before(cut) })
-		if i > 0 && x.max[i-1] > r.ver {
-			if n == 0 {
-				first = "row " + strconv.Itoa(r.id) + ": read version " + strconv.Itoa(r.ver) + " (hit " + strconv.FormatBool(r.hit) +
-					"), version " + strconv.Itoa(x.max[i-1]) + " committed before " + cut.Format(time.StampMicro)
-			}
-			n++
-		}
-	}
-	return n, first
+	return ix
 }
+
+// newest is the newest version of row id acknowledged before cut (0 if none).
+func (ix ackIndex) newest(id int, cut time.Time) int {
+	x := ix[id]
+	i := sort.Search(len(x.at), func(i int) bool { return !x.at[i].Before(cut) })
+	if i == 0 {
+		return 0
+	}
+	return x.max[i-1]
+}
+
+func (h *history) newest(id int, cut time.Time) int { return h.byTime().newest(id, cut) }
 
 // TestMaterializerConsistencyAdversarial runs concurrent writers and
 // readers against the real origin through the change capture and the
@@ -177,4 +206,48 @@ func TestMaterializerConsistencyAdversarial(t *testing.T) {
 	if hits == 0 || s.StaleFills == 0 || s.Invalidated == 0 {
 		t.Errorf("the test did not exercise the cache: %d hits, %d refused fills, %d invalidations", hits, s.StaleFills, s.Invalidated)
 	}
+}
+
+// describeStale reports the stale reads (as stale counts them) grouped by
+// endpoint and row: how many, when, which versions, and the row's
+// acknowledged writes around that window, to tell a slow stream from a
+// lost invalidation.
+func (h *history) describeStale(reads []readRecord, bound time.Duration) string {
+	type group struct {
+		n           int
+		first, last time.Time
+		vers        map[int]int
+	}
+	groups := map[[2]int]*group{}
+	for _, i := range h.staleReads(reads, bound) {
+		r := reads[i]
+		k := [2]int{r.via, r.id}
+		g := groups[k]
+		if g == nil {
+			g = &group{first: r.start, last: r.start, vers: map[int]int{}}
+			groups[k] = g
+		}
+		g.n++
+		g.vers[r.ver]++
+		if r.start.Before(g.first) {
+			g.first = r.start
+		}
+		if r.start.After(g.last) {
+			g.last = r.start
+		}
+	}
+	var b strings.Builder
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, g := range groups {
+		fmt.Fprintf(&b, "endpoint %d row %d: %d stale reads from %s to %s, versions read %v; writes around:",
+			k[0], k[1], g.n, g.first.Format(time.StampMicro), g.last.Format(time.StampMicro), g.vers)
+		for _, a := range h.acks[k[1]] {
+			if a.at.After(g.first.Add(-3*bound)) && a.at.Before(g.last.Add(bound)) {
+				fmt.Fprintf(&b, " %d@%s", a.ver, a.at.Format("15:04:05.000"))
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
