@@ -211,3 +211,51 @@ func TestFreshetUpSessionRules(t *testing.T) {
 		t.Fatal("a session that changed a setting was answered from the cache")
 	}
 }
+
+// TestFreshetUpReadOnlyReadsSetNoFence: reads the cache may not answer
+// but that cannot write (a catalog query, now(), a table outside the
+// publication), in either protocol, leave the session's next cached read
+// a hit. They used to set a read-your-writes fence as a write does, and
+// the next cached read then waited for the watermark to pass the origin's
+// position (past FenceWait: sent to the origin).
+func TestFreshetUpReadOnlyReadsSetNoFence(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUp(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		CREATE TABLE {name}_local (id int PRIMARY KEY);
+		INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0)
+	m := f.node.Materializer()
+	sel := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
+	c := f.connect(ctx)
+	read := func() {
+		t.Helper()
+		var v int
+		if err := c.QueryRow(ctx, sel, 1).Scan(&v); err != nil || v != 10 {
+			t.Fatalf("read: %d, %v", v, err)
+		}
+	}
+	read()
+	read()
+	reads := []string{
+		"SELECT count(*) FROM pg_catalog.pg_class",
+		"SELECT now()",
+		"SELECT count(*) FROM " + f.table("local"),
+	}
+	for round := range 5 {
+		for _, q := range reads {
+			for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+				if _, err := c.Exec(ctx, q, mode); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+				before := m.Stats()
+				read()
+				if after := m.Stats(); after.Hits != before.Hits+1 {
+					t.Fatalf("round %d: after %q (%v) the cached read was not a hit: bypassed %v, then %v",
+						round, q, mode, before.Bypassed, after.Bypassed)
+				}
+			}
+		}
+	}
+}

@@ -51,9 +51,13 @@ type Answer struct {
 	Entry  *cache.Entry
 	Ticket *Ticket
 	Reason string
-	// Cacheable reports that analysis found the statement a plain read:
-	// whatever the answer, it wrote nothing at the origin.
+	// Cacheable reports that analysis found the statement a plain read
+	// the cache may answer.
 	Cacheable bool
+	// ReadOnly reports that the statement cannot have written at the
+	// origin, whatever the answer (every cacheable one, and reads such as
+	// catalog queries): the session needs no read-your-writes fence.
+	ReadOnly bool
 }
 
 // Lookup answers r. key is a scratch buffer for the encoded key, returned
@@ -89,19 +93,19 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 	if !res.Cacheable {
 		m.stats.bypass(string(res.Reason))
 		m.metrics.bypassed(string(res.Reason))
-		return Answer{Reason: string(res.Reason)}, key
+		return Answer{Reason: string(res.Reason), ReadOnly: res.ReadOnly}, key
 	}
 	if timeDependentParams(&r.Params) {
 		m.stats.bypass(BypassTimeLiteral)
 		m.metrics.bypassed(BypassTimeLiteral)
-		return Answer{Reason: BypassTimeLiteral}, key
+		return Answer{Reason: BypassTimeLiteral, ReadOnly: true}, key
 	}
 	key = m.appendRequestKey(key[:0], r, res)
 	if r.FencePending {
 		if !m.resolveFence(ctx, r) {
 			m.stats.bypass(BypassFence)
 			m.metrics.bypassed(BypassFence)
-			return Answer{Reason: BypassFence, Cacheable: true}, key
+			return Answer{Reason: BypassFence, Cacheable: true, ReadOnly: true}, key
 		}
 	}
 	q := Query{Key: key, Analysis: res, Params: &r.Params, Fence: r.Fence}
@@ -109,7 +113,7 @@ func (m *Materializer) lookup(ctx context.Context, r *Request, res *analyze.Resu
 	if !r.Fence.IsZero() && reason == "" {
 		r.Fence = schemas.Position{} // the watermark covers it now
 	}
-	return Answer{Entry: e, Ticket: tk, Reason: reason, Cacheable: true}, key
+	return Answer{Entry: e, Ticket: tk, Reason: reason, Cacheable: true, ReadOnly: true}, key
 }
 
 // appendRequestKey appends r's cache key to key: Lookup and LookupHit

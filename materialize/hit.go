@@ -43,6 +43,6 @@ func (m *Materializer) LookupHit(r *Request, key []byte) (*cache.Entry, []byte) 
 	}
 	r.Fence = schemas.Position{} // the watermark covers it now
 	m.countHit(t0, false)
-	m.observe(r, res, key, &Answer{Entry: e, Cacheable: true})
+	m.observe(r, res, key, &Answer{Entry: e, Cacheable: true, ReadOnly: true})
 	return e, key
 }

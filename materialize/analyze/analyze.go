@@ -74,15 +74,17 @@ func Analyze(in Input, cat Catalog) Result {
 	if fp, err := pg_query.FingerprintToUInt64(in.SQL); err == nil {
 		res.Fingerprint = fp
 	}
+	a := &analyzer{cat: cat, path: effectivePath(in.SearchPath, in.Role, cat), res: &res}
 	if r, ok := Admit(in.Tx, in.Session); !ok {
-		res.Reason = r
+		res.Reason, res.ReadOnly = r, a.readOnly(tree)
 		return res
 	}
-	a := &analyzer{cat: cat, path: effectivePath(in.SearchPath, in.Role, cat), res: &res}
 	if err := a.statement(tree); err != nil {
+		res.ReadOnly = a.readOnly(tree)
 		return res.rejected(err)
 	}
-	res.Cacheable = true
+	// What the cache may answer passed every check readOnly makes.
+	res.Cacheable, res.ReadOnly = true, true
 	res.Tables = a.tables()
 	return res
 }
@@ -108,7 +110,7 @@ func (r Result) rejected(err error) Result {
 	if !ok {
 		rej = &rejection{ReasonUnsupported, err.Error()}
 	}
-	return Result{Reason: rej.reason, Detail: rej.detail, Fingerprint: r.Fingerprint}
+	return Result{Reason: rej.reason, Detail: rej.detail, Fingerprint: r.Fingerprint, ReadOnly: r.ReadOnly}
 }
 
 type analyzer struct {

@@ -112,3 +112,23 @@ func runGoldenFile(t *testing.T, cat analyze.Catalog, file string) {
 		t.Log("if the new results are right, regenerate with: go test ./materialize/analyze -run TestGolden -update")
 	}
 }
+
+// TestCacheableIsReadOnly: Analyze marks what it finds cacheable read only
+// without the read-only walk; the walk must agree on every such case.
+func TestCacheableIsReadOnly(t *testing.T) {
+	cat := loadCatalog(t)
+	raw, err := os.ReadFile(filepath.Join("testdata", "cacheable.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []goldenCase
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		in := c.input(t)
+		if analyze.Analyze(in, cat).Cacheable && !analyze.ReadOnlyWalk(in, cat) {
+			t.Errorf("%q (%s): cacheable, but the read-only walk says it may write", c.Comment, c.Query)
+		}
+	}
+}

@@ -57,7 +57,7 @@ func (m *Memo) Analyze(in Input) *Result {
 		res = m.store(h, &in, Analyze(stmt, m.cat))
 	}
 	if r, ok := Admit(in.Tx, in.Session); !ok && res.Reason == "" {
-		return &Result{Reason: r, Fingerprint: res.Fingerprint}
+		return &Result{Reason: r, Fingerprint: res.Fingerprint, ReadOnly: res.ReadOnly}
 	}
 	return res
 }

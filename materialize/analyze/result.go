@@ -4,6 +4,11 @@ package analyze
 // files in testdata record.
 type Result struct {
 	Cacheable bool `json:"cacheable"`
+	// ReadOnly is set when the statement cannot change the database
+	// (every cacheable one, and reads the cache may not answer, such as
+	// catalog queries or now()): a session needs no read-your-writes
+	// fence after it. It does not depend on the session's state.
+	ReadOnly bool `json:"read_only,omitempty"`
 	// Reason and Detail are set when Cacheable is false; Detail names the
 	// offending function, relation or node.
 	Reason Reason `json:"reason,omitempty"`

@@ -39,8 +39,8 @@ type cacheState struct {
 	loopTypes []uint32
 	// extOpen is set while extended-protocol messages were forwarded
 	// without their Sync; extExec when one of them was an Execute;
-	// extRead when they are a read analysis found cacheable (it wrote
-	// nothing). Parse and Describe alone write nothing.
+	// extRead when they are a read analysis found read only (it wrote
+	// nothing, cacheable or not). Parse and Describe alone write nothing.
 	extOpen, extExec, extRead bool
 
 	// unknown is set when a setting changed or session state the cache
@@ -169,10 +169,10 @@ func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool,
 	c.key = key
 	c.req.SQL = "" // it may alias the read buffer
 	c.req.Params = materialize.Params{}
-	if !a.Cacheable {
+	if !a.ReadOnly {
 		c.req.FencePending = true
 	}
-	c.extRead = a.Cacheable
+	c.extRead = a.ReadOnly
 	switch {
 	case a.Entry != nil:
 		s.park.pumpHit++

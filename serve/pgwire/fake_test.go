@@ -149,11 +149,11 @@ func (f *fakeCache) Lookup(_ context.Context, r *materialize.Request, key []byte
 	r.FencePending = false
 	k := fakeKey(r)
 	if e := f.entries[k]; e != nil {
-		return materialize.Answer{Entry: e, Cacheable: true}, key
+		return materialize.Answer{Entry: e, Cacheable: true, ReadOnly: true}, key
 	}
 	tk := &materialize.Ticket{}
 	f.tickets[tk] = k
-	return materialize.Answer{Ticket: tk, Cacheable: true}, key
+	return materialize.Answer{Ticket: tk, Cacheable: true, ReadOnly: true}, key
 }
 
 func (f *fakeCache) LookupHit(r *materialize.Request, key []byte) (*cache.Entry, []byte) {
