@@ -114,19 +114,30 @@ func (s *session) cacheIdle() bool {
 	}
 	sent := s.sent.Load()
 	// The client may have read the last ReadyForQuery before the origin
-	// pump recorded its flush: when every answer is in, that is a moment.
-	var deadline time.Time
+	// pump recorded its flush: when every answer is in, the pump is
+	// between its write and that store. Usually a moment; but a pump whose
+	// write returned when every processor was busy waits for one, which
+	// on a loaded machine takes milliseconds. Giving up sooner would send
+	// a read to the origin unlooked-at and fence the session.
+	var spin, deadline time.Time
 	for c.flushed.Load() != sent && s.ready.Load() == sent {
 		now := time.Now()
-		if deadline.IsZero() {
-			deadline = now.Add(5 * time.Millisecond)
-		} else if now.After(deadline) {
-			break
+		switch {
+		case deadline.IsZero():
+			spin, deadline = now.Add(time.Millisecond), now.Add(cacheIdleWait)
+		case now.After(deadline):
+			return false
+		case now.After(spin):
+			time.Sleep(50 * time.Microsecond)
+			continue
 		}
 		runtime.Gosched()
 	}
 	return c.flushed.Load() == sent && s.txStatus.Load() == 'I'
 }
+
+// cacheIdleWait bounds cacheIdle's wait for the origin pump.
+const cacheIdleWait = 100 * time.Millisecond
 
 // cacheQuery offers a simple Query to the cache; served reports that the
 // response was written from the cache and the message consumed.
