@@ -2,6 +2,7 @@ package materialize
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/freshetdb/freshet/materialize/analyze"
 )
@@ -46,15 +47,31 @@ func (c publishedCatalog) Relation(schema, name string) (*analyze.Relation, bool
 
 // PublishedLoader wraps a CatalogLoader with PublishedOnly.
 type PublishedLoader struct {
-	Loader    CatalogLoader
+	Loader CatalogLoader
+	// Published is the fixed set of published tables, when Tables is nil.
 	Published []string
+	// Tables, when set, lists the published tables at every load, so that
+	// a table added to the publication is cached after the next reload,
+	// and one dropped from it is no longer cached (its changes stop
+	// coming): the catalog then differs, which purges the cache.
+	Tables func(ctx context.Context) ([]string, error)
 }
 
 // LoadCatalog implements CatalogLoader.
 func (l PublishedLoader) LoadCatalog(ctx context.Context) (analyze.Catalog, error) {
+	published := l.Published
+	if l.Tables != nil {
+		var err error
+		if published, err = l.Tables(ctx); err != nil {
+			return nil, fmt.Errorf("published tables: %w", err)
+		}
+		if published == nil {
+			published = []string{} // none: not "every table"
+		}
+	}
 	cat, err := l.Loader.LoadCatalog(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return PublishedOnly(cat, l.Published), nil
+	return PublishedOnly(cat, published), nil
 }

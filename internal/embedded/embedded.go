@@ -124,7 +124,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		}
 	}
 	f, err := front.Open(ctx, front.Config{
-		Origin: cfg.Origin, Listen: cfg.Listen, Published: published,
+		Origin: cfg.Origin, Listen: cfg.Listen, Publication: cfg.Publication,
 		CacheBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound, CatalogInterval: cfg.CatalogInterval,
 		RefreshURL: cfg.RefreshURL, Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
 	})

@@ -31,8 +31,11 @@ type Config struct {
 	// Listen is the address for PostgreSQL clients. Default
 	// 127.0.0.1:6432.
 	Listen string
-	// Published are the schema-qualified tables in the change stream; only
-	// reads of these are cached.
+	// Publication names the publication of the change stream: only reads
+	// of its tables are cached, read again with every catalog reload.
+	Publication string
+	// Published are the tables in the change stream when it comes from no
+	// publication (Debezium topics); used when Publication is empty.
 	Published []string
 	// CacheBytes is the cache's memory budget. Default 256 MiB.
 	CacheBytes int64
@@ -132,12 +135,27 @@ func newMaterializer(cfg Config, refresh materialize.RefreshConfig, pool *pgxpoo
 	}
 	return materialize.New(materialize.Config{
 		MaxBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound,
-		Loader:     materialize.PublishedLoader{Loader: loader, Published: cfg.Published},
+		Loader:     publishedLoader(loader, cfg, pool),
 		Visibility: postgres.Visibility{DB: pool}, Positions: postgres.Positions{DB: pool},
 		RoleDefaults:    postgres.RoleDefaultsLoader{DB: pool},
 		CatalogInterval: max(cfg.CatalogInterval, 0), Refresh: refresh,
 		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: log,
 	})
+}
+
+// publishedLoader restricts caching to the tables of the change stream:
+// the publication's as of each catalog load, or a fixed set.
+func publishedLoader(loader materialize.CatalogLoader, cfg Config, pool *pgxpool.Pool) materialize.PublishedLoader {
+	if cfg.Publication == "" {
+		return materialize.PublishedLoader{Loader: loader, Published: cfg.Published}
+	}
+	return materialize.PublishedLoader{Loader: loader, Tables: func(ctx context.Context) ([]string, error) {
+		tables, err := PublishedTables(ctx, pool, cfg.Publication)
+		if errors.Is(err, ErrNoPublication) {
+			return []string{}, nil // dropped: nothing is in the stream
+		}
+		return tables, err
+	}}
 }
 
 // Addr is the address clients connect to.

@@ -156,7 +156,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	}
 	cfg := n.cfg
 	f, err := front.Open(ctx, front.Config{
-		Origin: cfg.Origin, Listen: cfg.Listen, Published: published,
+		Origin: cfg.Origin, Listen: cfg.Listen, Publication: n.publication(), Published: published,
 		CacheBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound, CatalogInterval: cfg.CatalogInterval,
 		RefreshURL: cfg.RefreshURL,
 		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
@@ -194,6 +194,15 @@ func (n *Node) stream(m *materialize.Materializer) (*Handler, stream, error) {
 	}
 	c, err := kafka.NewDebeziumConsumer(dc)
 	return h, c, err
+}
+
+// publication is the publication whose tables are cached, re-read with
+// the catalog; none for Debezium topics, whose tables are fixed.
+func (n *Node) publication() string {
+	if len(n.cfg.DebeziumTopics) > 0 {
+		return ""
+	}
+	return n.cfg.Publication
 }
 
 // tables are the tables whose reads are cached: the ingest's

@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// TestFreshetUpFollowsThePublication changes the publication under a
+// running node. A table added to it is cached after the next catalog
+// reload. A table dropped from it stops being cached, and an update made
+// after the drop, which the stream no longer carries, is read from the
+// origin: before, the published set was read once at start, so the
+// cached row stayed as it was while the watermark moved on.
+func TestFreshetUpFollowsThePublication(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUpWith(t, []string{"kept", "added"}, `
+		CREATE TABLE {name}_kept (id int PRIMARY KEY, v int NOT NULL);
+		CREATE TABLE {name}_added (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_kept VALUES (1, 10);
+		INSERT INTO {name}_added VALUES (1, 20);`, materialize.Hooks{}, 0,
+		func(f *upFixture, cfg *embedded.Config) {
+			cfg.Tables = cfg.Tables[:1] // added starts outside the publication
+			cfg.CatalogInterval = 100 * time.Millisecond
+		})
+	m := f.node.Materializer()
+	c := f.connect(ctx)
+	read := func(table string) (v int, hit bool) {
+		t.Helper()
+		before := m.Stats().Hits
+		if err := c.QueryRow(ctx, "SELECT v FROM "+f.table(table)+" WHERE id = $1", 1).Scan(&v); err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		return v, m.Stats().Hits > before
+	}
+	// Other tests change the catalog too, and each change purges the
+	// cache: wait for what must happen rather than count on one read.
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s; stats %+v", what, m.Stats())
+			}
+		}
+	}
+	if _, hit := read("added"); hit {
+		t.Fatal("a table outside the publication was answered from the cache")
+	}
+	f.superExec(ctx, "ALTER PUBLICATION "+f.name+"_pub ADD TABLE "+f.table("added"))
+	within("the added table is cached", func() bool { _, hit := read("added"); return hit })
+
+	within("the kept table is cached", func() bool { _, hit := read("kept"); return hit })
+	f.superExec(ctx, "ALTER PUBLICATION "+f.name+"_pub DROP TABLE "+f.table("kept"))
+	within("the dropped table goes to the origin", func() bool {
+		before := m.Stats().Bypassed["not_replicated"]
+		read("kept")
+		return m.Stats().Bypassed["not_replicated"] > before
+	})
+	f.superExec(ctx, "UPDATE "+f.table("kept")+" SET v = 11 WHERE id = 1")
+	for range 3 {
+		if v, hit := read("kept"); v != 11 || hit {
+			t.Fatalf("after the drop and an update: got %d (hit %v), want 11 from the origin", v, hit)
+		}
+	}
+}
+
+func (f *upFixture) superExec(ctx context.Context, sql string) {
+	f.t.Helper()
+	if _, err := f.super.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		f.t.Fatalf("%s: %v", sql, err)
+	}
+}
