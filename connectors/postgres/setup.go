@@ -40,6 +40,10 @@ type TableReport struct {
 	// CanSelect reports whether the role may read the table, which fills
 	// on a cache miss and snapshots need.
 	CanSelect bool
+	// Incomplete says which of the table's changes the publication leaves
+	// out (an operation it does not publish, a row filter); reads of such
+	// a table are never cached. Empty when it streams them all.
+	Incomplete string
 }
 
 // SetupReport is what Setup found and did.
@@ -148,8 +152,12 @@ func ensureSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, from schem
 func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]TableReport, error) {
 	rows, err := simpleQuery(ctx, conn, `SELECT p.schemaname, p.tablename, c.relreplident::text,
 			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-			has_table_privilege(c.oid, 'SELECT')
+			has_table_privilege(c.oid, 'SELECT'),
+			concat_ws(', ', CASE WHEN NOT pub.pubinsert THEN 'INSERT' END, CASE WHEN NOT pub.pubupdate THEN 'UPDATE' END,
+				CASE WHEN NOT pub.pubdelete THEN 'DELETE' END, CASE WHEN NOT pub.pubtruncate THEN 'TRUNCATE' END),
+			coalesce(to_jsonb(p) ->> 'rowfilter', '')
 		FROM pg_publication_tables p
+		JOIN pg_publication pub ON pub.pubname = p.pubname
 		JOIN pg_namespace n ON n.nspname = p.schemaname
 		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
 		WHERE p.pubname = `+quoteLiteral(pub)+` ORDER BY 1, 2`)
@@ -160,9 +168,29 @@ func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]Ta
 	for _, row := range rows {
 		t := TableReport{Schema: row[0], Table: row[1], HasPrimaryKey: row[3] == "t", CanSelect: row[4] == "t"}
 		t.Identity, t.CompleteBefore, t.Advice = identityReport(row[0], row[1], row[2], t.HasPrimaryKey)
+		t.Incomplete = incompleteReport(pub, row[5], row[6])
+		if t.Incomplete != "" {
+			t.Advice = strings.TrimSpace(t.Incomplete + " " + t.Advice)
+		}
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// incompleteReport says what a publication leaves out of a table's
+// changes: the operations it does not publish, its row filter.
+func incompleteReport(pub, missing, rowFilter string) string {
+	var parts []string
+	if missing != "" {
+		parts = append(parts, "publication "+pub+" does not publish "+missing)
+	}
+	if rowFilter != "" {
+		parts = append(parts, "publication "+pub+" filters its rows WHERE "+rowFilter)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + ": its reads are never cached."
 }
 
 func identityReport(schema, table, relreplident string, hasPK bool) (Identity, bool, string) {

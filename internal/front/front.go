@@ -186,8 +186,12 @@ func (f *Front) close() {
 	}
 }
 
-// PublishedTables lists the schema-qualified tables of a publication; it
-// fails if the publication does not exist.
+// PublishedTables lists the schema-qualified tables whose every change a
+// publication streams; it fails if the publication does not exist. A
+// publication that leaves out an operation (publish = 'insert, update')
+// and a table with a row filter (PostgreSQL 15) are not complete: changes
+// they leave out would never invalidate anything, so such tables are not
+// listed and their reads are not cached.
 func PublishedTables(ctx context.Context, pool *pgxpool.Pool, publication string) ([]string, error) {
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, publication).Scan(&exists); err != nil {
@@ -196,7 +200,11 @@ func PublishedTables(ctx context.Context, pool *pgxpool.Pool, publication string
 	if !exists {
 		return nil, fmt.Errorf("publication %q: %w", publication, ErrNoPublication)
 	}
-	rows, err := pool.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, publication)
+	rows, err := pool.Query(ctx, `SELECT t.schemaname || '.' || t.tablename
+		FROM pg_catalog.pg_publication_tables t JOIN pg_catalog.pg_publication p ON p.pubname = t.pubname
+		WHERE t.pubname = $1 AND p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate
+		  AND to_jsonb(t) ->> 'rowfilter' IS NULL
+		ORDER BY 1`, publication)
 	if err != nil {
 		return nil, fmt.Errorf("publication %q: %w", publication, err)
 	}
