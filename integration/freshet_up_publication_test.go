@@ -30,26 +30,8 @@ func TestFreshetUpFollowsThePublication(t *testing.T) {
 			cfg.Tables = cfg.Tables[:1] // added starts outside the publication
 			cfg.CatalogInterval = 100 * time.Millisecond
 		})
-	m := f.node.Materializer()
-	c := f.connect(ctx)
-	read := func(table string) (v int, hit bool) {
-		t.Helper()
-		before := m.Stats().Hits
-		if err := c.QueryRow(ctx, "SELECT v FROM "+f.table(table)+" WHERE id = $1", 1).Scan(&v); err != nil {
-			t.Fatalf("read %s: %v", table, err)
-		}
-		return v, m.Stats().Hits > before
-	}
-	// Other tests change the catalog too, and each change purges the
-	// cache: wait for what must happen rather than count on one read.
-	within := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 20s; stats %+v", what, m.Stats())
-			}
-		}
-	}
+	r := newRowReader(ctx, t, f)
+	read, within := r.read, r.within
 	if _, hit := read("added"); hit {
 		t.Fatal("a table outside the publication was answered from the cache")
 	}
@@ -59,9 +41,7 @@ func TestFreshetUpFollowsThePublication(t *testing.T) {
 	within("the kept table is cached", func() bool { _, hit := read("kept"); return hit })
 	f.superExec(ctx, "ALTER PUBLICATION "+f.name+"_pub DROP TABLE "+f.table("kept"))
 	within("the dropped table goes to the origin", func() bool {
-		before := m.Stats().Bypassed["not_replicated"]
-		read("kept")
-		return m.Stats().Bypassed["not_replicated"] > before
+		return r.bypassed("kept", "not_replicated")
 	})
 	f.superExec(ctx, "UPDATE "+f.table("kept")+" SET v = 11 WHERE id = 1")
 	for range 3 {
@@ -94,16 +74,8 @@ func TestFreshetUpIncompletePublication(t *testing.T) {
 		INSERT INTO {name}_full VALUES (1, 20);
 		CREATE PUBLICATION {name}_pub FOR TABLE {name}_filtered WHERE (id > 100), {name}_full;`, materialize.Hooks{}, 0,
 		func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
-	m := f.node.Materializer()
-	c := f.connect(ctx)
-	read := func(table string) (v int, hit bool) {
-		t.Helper()
-		before := m.Stats().Hits
-		if err := c.QueryRow(ctx, "SELECT v FROM "+f.table(table)+" WHERE id = $1", 1).Scan(&v); err != nil {
-			t.Fatalf("read %s: %v", table, err)
-		}
-		return v, m.Stats().Hits > before
-	}
+	r := newRowReader(ctx, t, f)
+	read := r.read
 	for range 3 {
 		if _, hit := read("filtered"); hit {
 			t.Fatal("a table with a row filter was answered from the cache")
@@ -113,26 +85,54 @@ func TestFreshetUpIncompletePublication(t *testing.T) {
 	if v, _ := read("filtered"); v != 11 {
 		t.Fatalf("after an update outside the row filter: got %d, want 11", v)
 	}
-	hit := false
-	for deadline := time.Now().Add(20 * time.Second); !hit && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		_, hit = read("full")
-	}
-	if !hit {
-		t.Fatalf("the fully published table was never cached: %+v", m.Stats())
-	}
+	r.within("the fully published table is cached", func() bool { _, hit := read("full"); return hit })
 	f.superExec(ctx, "ALTER PUBLICATION "+f.name+"_pub SET (publish = 'insert, update')")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		before := m.Stats().Bypassed["not_replicated"]
-		read("full")
-		if m.Stats().Bypassed["not_replicated"] > before {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a table whose deletes are no longer published is still cached: %+v", m.Stats())
-		}
-	}
+	r.within("a table whose deletes are no longer published goes to the origin", func() bool { return r.bypassed("full", "not_replicated") })
 	f.superExec(ctx, "DELETE FROM "+f.table("full")+" WHERE id = 1") // not in the stream
-	if err := c.QueryRow(ctx, "SELECT v FROM "+f.table("full")+" WHERE id = $1", 1).Scan(new(int)); err != pgx.ErrNoRows {
+	if err := r.c.QueryRow(ctx, "SELECT v FROM "+f.table("full")+" WHERE id = $1", 1).Scan(new(int)); err != pgx.ErrNoRows {
 		t.Fatalf("after a delete the publication leaves out: %v, want no rows", err)
+	}
+}
+
+// rowReader reads row 1 of a fixture's tables through freshet and tells
+// whether the cache answered.
+type rowReader struct {
+	ctx context.Context
+	t   *testing.T
+	f   *upFixture
+	m   *materialize.Materializer
+	c   *pgx.Conn
+}
+
+func newRowReader(ctx context.Context, t *testing.T, f *upFixture) *rowReader {
+	return &rowReader{ctx: ctx, t: t, f: f, m: f.node.Materializer(), c: f.connect(ctx)}
+}
+
+func (r *rowReader) read(table string) (v int, hit bool) {
+	r.t.Helper()
+	before := r.m.Stats().Hits
+	if err := r.c.QueryRow(r.ctx, "SELECT v FROM "+r.f.table(table)+" WHERE id = $1", 1).Scan(&v); err != nil {
+		r.t.Fatalf("read %s: %v", table, err)
+	}
+	return v, r.m.Stats().Hits > before
+}
+
+// bypassed reads table and reports whether the read went to the origin
+// for reason.
+func (r *rowReader) bypassed(table, reason string) bool {
+	before := r.m.Stats().Bypassed[reason]
+	r.read(table)
+	return r.m.Stats().Bypassed[reason] > before
+}
+
+// within waits for cond. Other tests change the catalog too, and each
+// change purges the cache: wait for what must happen rather than count
+// on one read.
+func (r *rowReader) within(what string, cond func() bool) {
+	r.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s: not within 20s; stats %+v", what, r.m.Stats())
+		}
 	}
 }
