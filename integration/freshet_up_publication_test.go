@@ -53,9 +53,7 @@ func TestFreshetUpFollowsThePublication(t *testing.T) {
 
 func (f *upFixture) superExec(ctx context.Context, sql string) {
 	f.t.Helper()
-	if _, err := f.super.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-		f.t.Fatalf("%s: %v", sql, err)
-	}
+	f.mustExec(ctx, f.super, sql)
 }
 
 // TestFreshetUpIncompletePublication runs on a publication made by hand

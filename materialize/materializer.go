@@ -166,7 +166,7 @@ func New(cfg Config) (*Materializer, error) {
 func (m *Materializer) Close() { m.store.Close() }
 
 // LoadCatalog (re)loads the catalog with cfg.Loader and re-analyzes
-// statements against it from now on.
+// statements against it from now on (see adopt).
 func (m *Materializer) LoadCatalog(ctx context.Context) error {
 	if m.cfg.Loader == nil {
 		return errors.New("materialize: no catalog loader configured")
@@ -178,14 +178,11 @@ func (m *Materializer) LoadCatalog(ctx context.Context) error {
 	if err := m.loadRoleDefaults(ctx); err != nil {
 		return fmt.Errorf("materialize: load role defaults: %w", err)
 	}
-	old := m.memo.Load()
-	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
+	m.adopt(cat)
 	return nil
 }
 
-// checkCatalog reloads the catalog and, if it changed, analyzes against
-// the new one and purges the cache: entries analyzed under the old one
-// may depend on tables they no longer register.
+// checkCatalog reloads the catalog and, if it changed, adopts it.
 func (m *Materializer) checkCatalog(ctx context.Context) {
 	if err := m.loadRoleDefaults(ctx); err != nil && ctx.Err() == nil {
 		m.log.Warn("periodic reload of role defaults failed", "err", err)
@@ -197,12 +194,36 @@ func (m *Materializer) checkCatalog(ctx context.Context) {
 		}
 		return
 	}
-	old := m.memo.Load()
-	if reflect.DeepEqual(cat, old.cat) {
+	if reflect.DeepEqual(cat, m.memo.Load().cat) {
 		return
 	}
-	m.log.Info("the origin's catalog changed: purging the cache")
+	m.adopt(cat)
+}
+
+// adopt makes cat the catalog statements are analyzed against, and drops
+// what analysis under the old one may have got wrong. When only relations
+// changed (another application's temporary table, a table created or
+// altered), that is the verdicts and entries that looked their names up:
+// the others keep their statement IDs and stay reachable. Otherwise
+// (functions, operators, views, the published set) it is everything.
+// Fills in flight are refused either way (a new generation).
+func (m *Materializer) adopt(cat analyze.Catalog) {
+	old := m.memo.Load()
+	if names, ok := changedRelations(old.cat, cat); ok {
+		keep := func(r *analyze.Result) bool { return !r.Touches(names) }
+		m.memo.Store(&memoGen{memo: old.memo.Rebase(cat, keep), cat: cat, gen: old.gen + 1})
+		n := m.purgeNamed(names)
+		if len(names) > 0 {
+			m.stats.catalogScoped.Add(1)
+			m.log.Debug("the origin's catalog changed: invalidating what read the relations concerned", "relations", len(names), "entries", n)
+		}
+		return
+	}
 	m.memo.Store(&memoGen{memo: analyze.NewMemo(cat, 0), cat: cat, gen: old.gen + 1})
+	if old.cat == nil {
+		return // the first catalog: nothing analyzed yet
+	}
+	m.log.Info("the origin's catalog changed: purging the cache")
 	m.ix.purge()
 	m.store.Clear()
 	m.stats.catalogPurges.Add(1)

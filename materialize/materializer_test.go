@@ -2,6 +2,7 @@ package materialize
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -630,7 +631,99 @@ func TestPeriodicCatalogReloadPurgesOnChange(t *testing.T) {
 	if res := h.m.Analyze(analyze.Input{SQL: "SELECT v FROM t WHERE id = 1", Session: analyze.SessionKnown}); res.Cacheable {
 		t.Fatal("still analyzed against the old catalog")
 	}
-	if h.m.Stats().CatalogPurges != 1 {
-		t.Fatalf("purges = %d", h.m.Stats().CatalogPurges)
+	if s := h.m.Stats(); s.CatalogPurges+s.CatalogScoped != 1 {
+		t.Fatalf("purges = %d, scoped %d", s.CatalogPurges, s.CatalogScoped)
+	}
+}
+
+func (l *swapLoader) set(d analyze.SnapshotData) {
+	l.mu.Lock()
+	l.cat = analyze.NewSnapshot(d)
+	l.mu.Unlock()
+}
+
+// TestCatalogChangeOfOtherRelationsKeepsEntries: a periodic reload that
+// finds only relations changed (another application's temporary table,
+// a table created elsewhere) keeps every entry that did not look their
+// names up, with its statement's ID (parameterized statements are keyed
+// by it); a changed table takes what read it; a changed function takes
+// everything.
+func TestCatalogChangeOfOtherRelationsKeepsEntries(t *testing.T) {
+	loader := &swapLoader{cat: testCatalog}
+	h := newHarness(t, Config{Loader: loader})
+	ctx := context.Background()
+	read := func(sql string) bool {
+		t.Helper()
+		r := &Request{Database: "db", Role: "alice", SQL: sql, Session: analyze.SessionKnown,
+			Params: Params{Values: [][]byte{[]byte("1")}}}
+		a, _ := h.m.Lookup(ctx, r, nil)
+		if a.Ticket != nil {
+			h.m.Put(a.Ticket, []byte("r"))
+			h.m.store.Wait()
+		}
+		return a.Entry != nil
+	}
+	qt, qu := "SELECT v FROM t WHERE id = $1", "SELECT t_id FROM u WHERE id = $1"
+	read(qt)
+	read(qu)
+	if !read(qt) || !read(qu) {
+		t.Fatal("not cached to begin with")
+	}
+	tbl := func(name string, cols ...string) analyze.Relation {
+		r := analyze.Relation{Schema: "public", Name: name, Kind: analyze.KindTable}
+		for _, c := range cols {
+			r.Columns = append(r.Columns, analyze.Column{Name: c, Type: "int4"})
+		}
+		return r
+	}
+	base := []analyze.Relation{
+		{Schema: "public", Name: "t", Kind: analyze.KindTable, Columns: []analyze.Column{
+			{Name: "id", Type: "int4"}, {Name: "v", Type: "int4"}, {Name: "name", Type: "text"}}},
+		tbl("u", "id", "t_id"),
+	}
+	others := append(slices.Clone(base), tbl("x", "id"),
+		analyze.Relation{Schema: "pg_temp_3", Name: "scratch", Kind: analyze.KindTable, Temporary: true})
+	loader.set(analyze.SnapshotData{Schemas: []string{"public"}, Relations: others})
+	h.m.checkCatalog(ctx)
+	h.m.store.Wait()
+	if !read(qt) || !read(qu) {
+		t.Fatal("a change to other relations dropped entries")
+	}
+	changedT := slices.Clone(others)
+	changedT[0].Columns = append(slices.Clone(changedT[0].Columns), analyze.Column{Name: "w", Type: "int4"})
+	loader.set(analyze.SnapshotData{Schemas: []string{"public"}, Relations: changedT})
+	h.m.checkCatalog(ctx)
+	h.m.store.Wait()
+	if read(qt) {
+		t.Fatal("served a read of t after t changed")
+	}
+	if !read(qu) {
+		t.Fatal("a change to t dropped a read of u")
+	}
+	// alice.u comes first on alice's search_path ("$user", public): it
+	// shadows public.u for an unqualified u.
+	shadowU := append(slices.Clone(changedT), analyze.Relation{Schema: "alice", Name: "u", Kind: analyze.KindTable,
+		Columns: []analyze.Column{{Name: "id", Type: "int4"}, {Name: "t_id", Type: "int4"}}})
+	loader.set(analyze.SnapshotData{Schemas: []string{"public"}, Relations: shadowU})
+	h.m.checkCatalog(ctx)
+	h.m.store.Wait()
+	if read(qu) {
+		t.Fatal("served public.u's result after alice.u came to shadow it")
+	}
+	if res := h.m.Analyze(analyze.Input{SQL: qu, Role: "alice", Session: analyze.SessionKnown}); len(res.Tables) != 1 || res.Tables[0] != "alice.u" {
+		t.Fatalf("re-analysis resolved %v, want alice.u", res.Tables)
+	}
+	if s := h.m.Stats(); s.CatalogScoped != 3 || s.CatalogPurges != 0 {
+		t.Fatalf("scoped %d, purges %d; want 3 and 0", s.CatalogScoped, s.CatalogPurges)
+	}
+	loader.set(analyze.SnapshotData{Schemas: []string{"public"}, Relations: shadowU,
+		Functions: []analyze.Function{{Schema: "public", Name: "f", Volatility: analyze.Immutable}}})
+	h.m.checkCatalog(ctx)
+	h.m.store.Wait()
+	if read(qu) {
+		t.Fatal("served after a function changed")
+	}
+	if s := h.m.Stats(); s.CatalogPurges != 1 {
+		t.Fatalf("purges %d, want 1", s.CatalogPurges)
 	}
 }

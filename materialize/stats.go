@@ -8,7 +8,7 @@ import (
 type counters struct {
 	hits, misses, coalesced, fills, staleFills atomic.Uint64
 	changes, invalidated, fallbacks, resets    atomic.Uint64
-	catalogPurges                              atomic.Uint64
+	catalogPurges, catalogScoped               atomic.Uint64
 	mu                                         sync.Mutex
 	bypassed                                   map[string]uint64
 }
@@ -35,9 +35,11 @@ type Stats struct {
 	// Changes applied, entries Invalidated by them, changes that fell
 	// back to column-wide invalidation, resets.
 	Changes, Invalidated, Fallbacks, Resets uint64
-	// CatalogPurges are purges after a periodic reload found the catalog
-	// changed.
-	CatalogPurges uint64
+	// CatalogPurges are purges of the whole cache after a periodic reload
+	// found functions, operators, views or the published set changed;
+	// CatalogScoped are reloads that found only other relations changed
+	// and invalidated only what read them.
+	CatalogPurges, CatalogScoped uint64
 	// Bypassed counts cacheable reads sent to the origin unfilled, by
 	// reason.
 	Bypassed map[string]uint64
@@ -50,8 +52,8 @@ func (m *Materializer) Stats() Stats {
 		Hits: c.hits.Load(), Coalesced: c.coalesced.Load(), Misses: c.misses.Load(),
 		Fills: c.fills.Load(), StaleFills: c.staleFills.Load(), Changes: c.changes.Load(),
 		Invalidated: c.invalidated.Load(), Fallbacks: c.fallbacks.Load(), Resets: c.resets.Load(),
-		CatalogPurges: c.catalogPurges.Load(),
-		Bypassed:      map[string]uint64{},
+		CatalogPurges: c.catalogPurges.Load(), CatalogScoped: c.catalogScoped.Load(),
+		Bypassed: map[string]uint64{},
 	}
 	c.mu.Lock()
 	for k, v := range c.bypassed {

@@ -111,3 +111,22 @@ func (m *Memo) store(h uint64, in *Input, res Result) *Result {
 	m.n++
 	return &e.res
 }
+
+// Rebase returns a memo for cat that keeps this one's cacheable verdicts
+// for which keep is true, with their StatementIDs (so that cache entries
+// keyed by them stay reachable); everything else is analyzed again.
+func (m *Memo) Rebase(cat Catalog, keep func(*Result) bool) *Memo {
+	out := NewMemo(cat, m.max)
+	out.seed = m.seed
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for h, es := range m.entries {
+		for _, e := range es {
+			if e.res.Cacheable && keep(&e.res) {
+				out.entries[h] = append(out.entries[h], e)
+				out.n++
+			}
+		}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"slices"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -65,6 +66,9 @@ func (a *analyzer) relation(rv *pg_query.RangeVar) (*Relation, error) {
 }
 
 func (a *analyzer) lookupRelation(schema, name string) (*Relation, error) {
+	if !slices.Contains(a.res.Names, name) {
+		a.res.Names = append(a.res.Names, name)
+	}
 	if schema != "" {
 		if isTempSchema(schema) {
 			return nil, reject(ReasonTemporaryTable, schema+"."+name)

@@ -23,6 +23,11 @@ type Result struct {
 	// verdict it keeps a new one and never reuses it, so a cache key may
 	// carry it in place of the text. Zero when not from a Memo.
 	StatementID uint64 `json:"-"`
+	// Names are the relation names (unqualified) the analysis looked up,
+	// in the statement and in the views it expanded: a relation of one of
+	// these names added, dropped or changed may change the verdict, and
+	// nothing else can but a change of functions, operators or views.
+	Names []string `json:"-"`
 	// Tables are the schema-qualified base relations the result depends
 	// on, sorted and unique (views expanded, partitions included).
 	Tables []string `json:"tables,omitempty"`

@@ -1,0 +1,59 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// TestFreshetUpKeepsEntriesAcrossOtherDDL: another application creating a
+// temporary table changes the origin's catalog, which the node sees at its
+// next periodic reload. Only what read a relation of that name may have
+// changed, so a cached read of another table stays a hit. Every catalog
+// change used to purge the whole cache. (Other tests' functions and views
+// still purge everything; such an attempt is retried.)
+func TestFreshetUpKeepsEntriesAcrossOtherDDL(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUpWith(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0,
+		func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
+	r := newRowReader(ctx, t, f)
+	other, err := pgx.Connect(ctx, testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	for attempt := 0; ; attempt++ {
+		r.within("the table is cached", func() bool { _, hit := r.read("t"); return hit })
+		before := r.m.Stats()
+		f.mustExec(ctx, other, "CREATE TEMP TABLE "+f.name+"_scratch_"+string(rune('a'+attempt))+" (x int)")
+		r.within("the reload sees the temporary table", func() bool { return r.m.Stats().CatalogScoped > before.CatalogScoped })
+		_, hit := r.read("t")
+		if r.m.Stats().CatalogPurges != before.CatalogPurges {
+			if attempt == 5 {
+				t.Fatal("another test's DDL purged the cache on every attempt")
+			}
+			continue
+		}
+		if !hit {
+			t.Fatalf("a temporary table elsewhere dropped the cached read: %+v", r.m.Stats())
+		}
+		return
+	}
+}
+
+func (f *upFixture) mustExec(ctx context.Context, c *pgx.Conn, sql string) {
+	f.t.Helper()
+	if _, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		f.t.Fatalf("%s: %v", sql, err)
+	}
+}
