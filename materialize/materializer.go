@@ -215,6 +215,7 @@ func (m *Materializer) adopt(cat analyze.Catalog) {
 		n := m.purgeNamed(names)
 		if len(names) > 0 {
 			m.stats.catalogScoped.Add(1)
+			m.metrics.catalogChanged("scoped")
 			m.log.Debug("the origin's catalog changed: invalidating what read the relations concerned", "relations", len(names), "entries", n)
 		}
 		return
@@ -227,6 +228,7 @@ func (m *Materializer) adopt(cat analyze.Catalog) {
 	m.ix.purge()
 	m.store.Clear()
 	m.stats.catalogPurges.Add(1)
+	m.metrics.catalogChanged("purge")
 }
 
 func (m *Materializer) watchCatalog(ctx context.Context) {

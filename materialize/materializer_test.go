@@ -650,7 +650,8 @@ func (l *swapLoader) set(d analyze.SnapshotData) {
 // everything.
 func TestCatalogChangeOfOtherRelationsKeepsEntries(t *testing.T) {
 	loader := &swapLoader{cat: testCatalog}
-	h := newHarness(t, Config{Loader: loader})
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, Config{Loader: loader, Registerer: reg})
 	ctx := context.Background()
 	read := func(sql string) bool {
 		t.Helper()
@@ -725,5 +726,9 @@ func TestCatalogChangeOfOtherRelationsKeepsEntries(t *testing.T) {
 	}
 	if s := h.m.Stats(); s.CatalogPurges != 1 {
 		t.Fatalf("purges %d, want 1", s.CatalogPurges)
+	}
+	if s, p := testutil.ToFloat64(h.m.metrics.catalog.WithLabelValues("scoped")),
+		testutil.ToFloat64(h.m.metrics.catalog.WithLabelValues("purge")); s != 3 || p != 1 {
+		t.Fatalf("freshet_catalog_changes_total scoped %v purge %v, want 3 and 1", s, p)
 	}
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	lookups                *prometheus.CounterVec
 	bypass                 *prometheus.CounterVec
 	fills                  *prometheus.CounterVec
+	catalog                *prometheus.CounterVec
 	invalidated            prometheus.Counter
 	changes                prometheus.Counter
 	hitSeconds             prometheus.Histogram
@@ -32,6 +33,8 @@ func newMetrics(reg prometheus.Registerer, m *Materializer) (*metrics, error) {
 			Help: "Reads sent to the origin without filling, by reason (analysis reasons and staleness_bound, read_your_writes, ...)."}, []string{"reason"}),
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "freshet_cache_fills_total",
 			Help: "Origin answers offered to the cache, by outcome: admitted, or refused by the stale-fill guard."}, []string{"outcome"}),
+		catalog: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "freshet_catalog_changes_total",
+			Help: "Changes of the origin's catalog adopted, by effect: scoped (only what read the relations concerned was dropped) or purge (the whole cache)."}, []string{"effect"}),
 		invalidated: prometheus.NewCounter(prometheus.CounterOpts{Name: "freshet_cache_invalidated_entries_total",
 			Help: "Cached entries invalidated by changes."}),
 		changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "freshet_changes_applied_total",
@@ -50,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, m *Materializer) (*metrics, error) {
 		return m.cfg.Now().Sub(at).Seconds()
 	})
 	mt.hits, mt.misses, mt.bypasses = mt.lookups.WithLabelValues("hit"), mt.lookups.WithLabelValues("miss"), mt.lookups.WithLabelValues("bypass")
-	for _, c := range []prometheus.Collector{mt.lookups, mt.bypass, mt.fills, mt.invalidated, mt.changes, mt.hitSeconds, mt.fillSeconds, lag, newTemplateCollector(m)} {
+	for _, c := range []prometheus.Collector{mt.lookups, mt.bypass, mt.fills, mt.catalog, mt.invalidated, mt.changes, mt.hitSeconds, mt.fillSeconds, lag, newTemplateCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -94,5 +97,11 @@ func (mt *metrics) applied(changes, invalidated int) {
 	if mt != nil {
 		mt.changes.Add(float64(changes))
 		mt.invalidated.Add(float64(invalidated))
+	}
+}
+
+func (mt *metrics) catalogChanged(effect string) {
+	if mt != nil {
+		mt.catalog.WithLabelValues(effect).Inc()
 	}
 }
