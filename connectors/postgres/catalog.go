@@ -79,6 +79,7 @@ func (l *CatalogLoader) Load(ctx context.Context) (*analyze.Snapshot, error) {
 	}{
 		{"schemas", loadSchemas}, {"relations", loadRelations}, {"columns", loadColumns},
 		{"children", loadChildren}, {"functions", loadFunctions}, {"operators", loadOperators},
+		{"role memberships", loadMemberships},
 	}
 	for _, s := range steps {
 		if err := s.load(ctx, tx, &d); err != nil {
@@ -105,12 +106,15 @@ func loadRelations(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) erro
 		SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 't',
 		       c.relpersistence = 'u', c.relrowsecurity,
 		       CASE WHEN c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+`
-		            THEN pg_catalog.pg_get_viewdef(c.oid) ELSE '' END
+		            THEN pg_catalog.pg_get_viewdef(c.oid) ELSE '' END,
+		       concat(c.relacl::text, '|', n.nspacl::text, '|',
+		              (SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
+		               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL))
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`)
 	var r analyze.Relation
 	var kind string
-	_, err := pgx.ForEachRow(rows, []any{&r.Schema, &r.Name, &kind, &r.Temporary, &r.Unlogged, &r.RowSecurity, &r.Definition}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&r.Schema, &r.Name, &kind, &r.Temporary, &r.Unlogged, &r.RowSecurity, &r.Definition, &r.Privileges}, func() error {
 		r.Kind = analyze.RelKind(kind[0])
 		d.Relations = append(d.Relations, r)
 		return nil
@@ -179,7 +183,7 @@ func loadFunctions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) erro
 	rows, _ := tx.Query(ctx, `
 		SELECT n.nspname::text, p.proname::text, p.pronargs::int, p.pronargdefaults::int,
 		       p.provariadic <> 0, p.provolatile::text,
-		       COALESCE(tf.provolatile::text, 'i'), COALESCE(ff.provolatile::text, 'i')
+		       COALESCE(tf.provolatile::text, 'i'), COALESCE(ff.provolatile::text, 'i'), COALESCE(p.proacl::text, '')
 		FROM pg_catalog.pg_proc p
 		JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 		LEFT JOIN pg_catalog.pg_aggregate ag ON ag.aggfnoid = p.oid
@@ -187,7 +191,7 @@ func loadFunctions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) erro
 		LEFT JOIN pg_catalog.pg_proc ff ON ff.oid = ag.aggfinalfn`)
 	var f analyze.Function
 	var v, tv, fv string
-	_, err := pgx.ForEachRow(rows, []any{&f.Schema, &f.Name, &f.NArgs, &f.NDefaults, &f.Variadic, &v, &tv, &fv}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&f.Schema, &f.Name, &f.NArgs, &f.NDefaults, &f.Variadic, &v, &tv, &fv, &f.Privileges}, func() error {
 		f.Volatility = worstVolatility(v, tv, fv)
 		d.Functions = append(d.Functions, f)
 		return nil
@@ -236,3 +240,10 @@ func worstVolatility(vs ...string) analyze.Volatility {
 }
 
 var _ materialize.CatalogLoader = (*CatalogLoader)(nil)
+
+// loadMemberships reads the role memberships, which decide whose
+// privileges a role has.
+func loadMemberships(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) error {
+	return tx.QueryRow(ctx, `SELECT COALESCE(string_agg(roleid::text || ':' || member::text, ',' ORDER BY roleid, member), '')
+		FROM pg_catalog.pg_auth_members`).Scan(&d.Memberships)
+}

@@ -75,6 +75,11 @@ type Relation struct {
 	// children, recursively: a scan of the parent (without ONLY) reads
 	// them, and the change stream reports changes under their names.
 	Children []string `json:"children,omitempty"`
+	// Privileges are the access privileges on the relation, its schema
+	// and its columns, as text. Never analyzed: a GRANT or REVOKE changes
+	// the relation, so what was cached by reading it is dropped at the next
+	// catalog reload instead of served to a role that may no longer read it.
+	Privileges string `json:"privileges,omitempty"`
 }
 
 // QualifiedName is schema.name.
@@ -97,6 +102,9 @@ type Function struct {
 	NDefaults  int        `json:"ndefaults,omitempty"`
 	Variadic   bool       `json:"variadic,omitempty"`
 	Volatility Volatility `json:"volatility"`
+	// Privileges are the function's access privileges, as text (see
+	// Relation.Privileges).
+	Privileges string `json:"privileges,omitempty"`
 }
 
 // accepts reports whether a call with n arguments could resolve to f.

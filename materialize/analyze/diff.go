@@ -6,11 +6,13 @@ import "reflect"
 // relations that are not views, it returns the names (unqualified) of the
 // relations added, dropped or changed, and true: only verdicts that looked
 // one of those names up ([Result.Names]) can have changed. Otherwise it
-// returns false, and any verdict may have: a function's or operator's
-// volatility, a view's definition (its base tables are not in the names of
-// what reads it through another view).
+// returns false, and any verdict or entry may have: a function's or
+// operator's volatility, a view's definition (its base tables are not in
+// the names of what reads it through another view), role memberships
+// (who may read what).
 func ChangedRelations(old, cur *Snapshot) (map[string]bool, bool) {
-	if !reflect.DeepEqual(old.functions, cur.functions) || !reflect.DeepEqual(old.operators, cur.operators) {
+	if !reflect.DeepEqual(old.functions, cur.functions) || !reflect.DeepEqual(old.operators, cur.operators) ||
+		old.memberships != cur.memberships {
 		return nil, false
 	}
 	names := map[string]bool{}

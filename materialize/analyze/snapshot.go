@@ -8,6 +8,9 @@ type Snapshot struct {
 	functions map[string][]Function
 	schemas   map[string]bool
 	operators map[string]Volatility
+	// memberships are the role memberships, which decide whose privileges
+	// a role has; compared, never analyzed.
+	memberships string
 }
 
 var _ Catalog = (*Snapshot)(nil)
@@ -20,17 +23,21 @@ type SnapshotData struct {
 	// Operators maps a user-defined operator's name to the least
 	// deterministic volatility among its implementations.
 	Operators map[string]Volatility `json:"operators,omitempty"`
+	// Memberships are the origin's role memberships as text: a GRANT of a
+	// role changes them, and with them who may read what was cached.
+	Memberships string `json:"memberships,omitempty"`
 }
 
 // NewSnapshot indexes d. Temporary relations are indexed by name only:
 // which session owns one is not knowable from another session.
 func NewSnapshot(d SnapshotData) *Snapshot {
 	s := &Snapshot{
-		relations: make(map[string]*Relation, len(d.Relations)),
-		temp:      map[string]bool{},
-		functions: make(map[string][]Function, len(d.Functions)),
-		schemas:   map[string]bool{"pg_catalog": true},
-		operators: map[string]Volatility{},
+		relations:   make(map[string]*Relation, len(d.Relations)),
+		temp:        map[string]bool{},
+		functions:   make(map[string][]Function, len(d.Functions)),
+		schemas:     map[string]bool{"pg_catalog": true},
+		operators:   map[string]Volatility{},
+		memberships: d.Memberships,
 	}
 	for _, n := range d.Schemas {
 		s.schemas[n] = true
