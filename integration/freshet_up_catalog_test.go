@@ -60,34 +60,49 @@ func (f *upFixture) mustExec(ctx context.Context, c *pgx.Conn, sql string) {
 	}
 }
 
-// TestFreshetUpRevokeStopsServing: a role's read is cached; then its
-// SELECT privilege is revoked at the origin. Within the next catalog
-// reload the role's read is refused as the origin refuses it, not served
-// from the cache: privileges are part of the catalog, so a REVOKE drops
-// what was cached from that table. Before, a revoked role kept reading
-// cached rows until a change to them invalidated the entry.
-func TestFreshetUpRevokeStopsServing(t *testing.T) {
+// TestFreshetUpLostPrivilegeStopsServing: a role's read is cached; then
+// the role loses the right to read the table at the origin, by a REVOKE
+// or by the table changing owner. Within the next catalog reload the
+// role's read is refused as the origin refuses it, not served from the
+// cache: privileges and owners are part of the catalog, so such a change
+// drops what was cached from that table. Before, a role that lost access
+// kept reading cached rows until a change to them invalidated the entry.
+func TestFreshetUpLostPrivilegeStopsServing(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	f := startUpWith(t, []string{"t"}, `
-		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
-		INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0,
-		func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
-	role, pw := f.name+"_reader", testenv.UniqueName("pw")
-	execRoles(t, f, []string{"CREATE ROLE " + role + " LOGIN PASSWORD '" + pw + "'",
-		"GRANT SELECT ON " + f.table("t") + " TO " + role}, role)
-	c, err := pgx.Connect(ctx, asRole(f.url(), role, pw))
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name  string
+		grant func(table, role string) string // makes role able to read table
+		take  func(table, role string) string // takes it away
+	}{
+		{"revoke", func(table, role string) string { return "GRANT SELECT ON " + table + " TO " + role },
+			func(table, role string) string { return "REVOKE SELECT ON " + table + " FROM " + role }},
+		{"owner change", func(table, role string) string { return "ALTER TABLE " + table + " OWNER TO " + role },
+			func(table, role string) string { return "ALTER TABLE " + table + " OWNER TO CURRENT_USER" }},
 	}
-	defer c.Close(context.Background())
-	r := &rowReader{ctx: ctx, t: t, f: f, m: f.node.Materializer(), c: c}
-	r.within("the role's read is cached", func() bool { _, hit := r.read("t"); return hit })
-	f.superExec(ctx, "REVOKE SELECT ON "+f.table("t")+" FROM "+role)
-	r.within("the origin's refusal reaches the role", func() bool {
-		err := c.QueryRow(ctx, "SELECT v FROM "+f.table("t")+" WHERE id = $1", 1).Scan(new(int))
-		var pgErr *pgconn.PgError
-		return errors.As(err, &pgErr) && pgErr.Code == "42501"
-	})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			f := startUpWith(t, []string{"t"}, `
+				CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+				INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0,
+				func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
+			role, pw := f.name+"_reader", testenv.UniqueName("pw")
+			execRoles(t, f, []string{"CREATE ROLE " + role + " LOGIN PASSWORD '" + pw + "'", tc.grant(f.table("t"), role)}, role)
+			c, err := pgx.Connect(ctx, asRole(f.url(), role, pw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+			r := &rowReader{ctx: ctx, t: t, f: f, m: f.node.Materializer(), c: c}
+			r.within("the role's read is cached", func() bool { _, hit := r.read("t"); return hit })
+			f.superExec(ctx, tc.take(f.table("t"), role))
+			r.within("the origin's refusal reaches the role", func() bool {
+				err := c.QueryRow(ctx, "SELECT v FROM "+f.table("t")+" WHERE id = $1", 1).Scan(new(int))
+				var pgErr *pgconn.PgError
+				return errors.As(err, &pgErr) && pgErr.Code == "42501"
+			})
+		})
+	}
 }

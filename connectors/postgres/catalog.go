@@ -107,7 +107,7 @@ func loadRelations(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) erro
 		       c.relpersistence = 'u', c.relrowsecurity,
 		       CASE WHEN c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+`
 		            THEN pg_catalog.pg_get_viewdef(c.oid) ELSE '' END,
-		       concat(c.relacl::text, '|', n.nspacl::text, '|',
+		       concat(c.relowner, ':', c.relacl::text, '|', n.nspowner, ':', n.nspacl::text, '|',
 		              (SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
 		               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL))
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -75,8 +75,9 @@ type Relation struct {
 	// children, recursively: a scan of the parent (without ONLY) reads
 	// them, and the change stream reports changes under their names.
 	Children []string `json:"children,omitempty"`
-	// Privileges are the access privileges on the relation, its schema
-	// and its columns, as text. Never analyzed: a GRANT or REVOKE changes
+	// Privileges are the owners of and access privileges on the relation,
+	// its schema and its columns, as text (an owner's privileges are
+	// implicit while the ACL is the default). Never analyzed: a GRANT or REVOKE changes
 	// the relation, so what was cached by reading it is dropped at the next
 	// catalog reload instead of served to a role that may no longer read it.
 	Privileges string `json:"privileges,omitempty"`
