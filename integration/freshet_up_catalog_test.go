@@ -24,10 +24,7 @@ func TestFreshetUpKeepsEntriesAcrossOtherDDL(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := startUpWith(t, []string{"t"}, `
-		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
-		INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0,
-		func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
+	f := startOneRowReloading(t)
 	r := newRowReader(ctx, t, f)
 	other, err := pgx.Connect(ctx, testenv.PostgresURL(t))
 	if err != nil {
@@ -84,10 +81,7 @@ func TestFreshetUpLostPrivilegeStopsServing(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			f := startUpWith(t, []string{"t"}, `
-				CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
-				INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0,
-				func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
+			f := startOneRowReloading(t)
 			role, pw := f.name+"_reader", testenv.UniqueName("pw")
 			execRoles(t, f, []string{"CREATE ROLE " + role + " LOGIN PASSWORD '" + pw + "'", tc.grant(f.table("t"), role)}, role)
 			c, err := pgx.Connect(ctx, asRole(f.url(), role, pw))
@@ -105,4 +99,14 @@ func TestFreshetUpLostPrivilegeStopsServing(t *testing.T) {
 			})
 		})
 	}
+}
+
+// startOneRowReloading starts freshet up on a table t holding row (1, 10),
+// reloading the catalog every 100 ms.
+func startOneRowReloading(t *testing.T) *upFixture {
+	t.Helper()
+	return startUpWith(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_t VALUES (1, 10);`, materialize.Hooks{}, 0,
+		func(f *upFixture, cfg *embedded.Config) { cfg.CatalogInterval = 100 * time.Millisecond })
 }

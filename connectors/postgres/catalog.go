@@ -107,9 +107,9 @@ func loadRelations(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) erro
 		       c.relpersistence = 'u', c.relrowsecurity,
 		       CASE WHEN c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+`
 		            THEN pg_catalog.pg_get_viewdef(c.oid) ELSE '' END,
-		       concat(c.relowner, ':', c.relacl::text, '|', n.nspowner, ':', n.nspacl::text, '|',
-		              (SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
-		               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL))
+		       concat(c.xmin, ':', c.relowner, ':', c.relacl::text, '|', n.xmin, ':', n.nspowner, ':', n.nspacl::text, '|',
+		              (SELECT max(a.xmin::text::bigint) || ':' || string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
+		               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid))
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`)
 	var r analyze.Relation
@@ -183,7 +183,7 @@ func loadFunctions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) erro
 	rows, _ := tx.Query(ctx, `
 		SELECT n.nspname::text, p.proname::text, p.pronargs::int, p.pronargdefaults::int,
 		       p.provariadic <> 0, p.provolatile::text,
-		       COALESCE(tf.provolatile::text, 'i'), COALESCE(ff.provolatile::text, 'i'), COALESCE(p.proacl::text, '')
+		       COALESCE(tf.provolatile::text, 'i'), COALESCE(ff.provolatile::text, 'i'), concat(p.xmin, ':', p.proacl::text)
 		FROM pg_catalog.pg_proc p
 		JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 		LEFT JOIN pg_catalog.pg_aggregate ag ON ag.aggfnoid = p.oid

@@ -77,9 +77,11 @@ type Relation struct {
 	Children []string `json:"children,omitempty"`
 	// Privileges are the owners of and access privileges on the relation,
 	// its schema and its columns, as text (an owner's privileges are
-	// implicit while the ACL is the default). Never analyzed: a GRANT or REVOKE changes
-	// the relation, so what was cached by reading it is dropped at the next
-	// catalog reload instead of served to a role that may no longer read it.
+	// implicit while the ACL is the default), with the catalog rows'
+	// versions (xmin), so that a GRANT undone between two reloads still
+	// shows. Never analyzed: such a change changes the relation, so what
+	// was cached by reading it is dropped at the next catalog reload
+	// instead of served to a role that may no longer read it.
 	Privileges string `json:"privileges,omitempty"`
 }
 
