@@ -49,6 +49,21 @@ func tcpPair(t testing.TB) (near, far *net.TCPConn) {
 // done is closed when the session ended and its client socket closed.
 func loopedSession(t testing.TB, cfg Config) (client, origin *net.TCPConn, sess *session, done chan struct{}) {
 	t.Helper()
+	return runSession(t, cfg, nil, func(sess *session) {
+		if ok := sess.loopable(); ok != (cfg.IdleTimeout == 0) {
+			t.Fatalf("loopable %v with idle timeout %v", ok, cfg.IdleTimeout)
+		}
+	})
+}
+
+// runSession runs a session of a server with cfg (and a fake connector)
+// over real sockets and returns the test's ends: the client's and the
+// origin's. prep, when set, sees
+// freshet's end of the client connection first; check, when set, sees the
+// session before it runs. done is closed when the session ended and its
+// client socket closed; the test's end waits for it and closes srv.
+func runSession(t testing.TB, cfg Config, prep func(proxyClient *net.TCPConn), check func(*session)) (client, origin *net.TCPConn, sess *session, done chan struct{}) {
+	t.Helper()
 	cfg.Connector = &fakeConnector{}
 	srv, err := New(cfg)
 	if err != nil {
@@ -56,11 +71,14 @@ func loopedSession(t testing.TB, cfg Config) (client, origin *net.TCPConn, sess 
 	}
 	proxyClient, client := tcpPair(t)
 	proxyOrigin, origin := tcpPair(t)
+	if prep != nil {
+		prep(proxyClient)
+	}
 	oc := &OriginConn{Conn: proxyOrigin, Reader: bufio.NewReader(proxyOrigin), TxStatus: 'I'}
 	startup := &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}}
 	sess = newSession(srv, proxyClient, bufio.NewReaderSize(proxyClient, srv.cfg.BufferSize), oc, startup)
-	if ok := sess.loopable(); ok != (cfg.IdleTimeout == 0) {
-		t.Fatalf("loopable %v with idle timeout %v", ok, cfg.IdleTimeout)
+	if check != nil {
+		check(sess)
 	}
 	done = make(chan struct{})
 	go func() {

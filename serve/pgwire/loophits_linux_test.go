@@ -3,9 +3,7 @@
 package pgwire
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/materialize"
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // cachedSession runs a cached session over real sockets with the event
@@ -23,37 +20,8 @@ import (
 // set, sees freshet's end of the client connection first.
 func cachedSession(t testing.TB, cfg Config, fc *fakeCache, prep func(proxyClient *net.TCPConn)) (client, origin *net.TCPConn, sess *session, done chan struct{}) {
 	t.Helper()
-	cfg.Connector = &fakeConnector{}
 	cfg.Cache = fc
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyClient, client := tcpPair(t)
-	proxyOrigin, origin := tcpPair(t)
-	if prep != nil {
-		prep(proxyClient)
-	}
-	oc := &OriginConn{Conn: proxyOrigin, Reader: bufio.NewReader(proxyOrigin), TxStatus: 'I'}
-	startup := &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}}
-	sess = newSession(srv, proxyClient, bufio.NewReaderSize(proxyClient, srv.cfg.BufferSize), oc, startup)
-	done = make(chan struct{})
-	go func() {
-		defer close(done)
-		sess.run(context.Background())
-		_ = proxyClient.Close()
-	}()
-	t.Cleanup(func() {
-		_ = client.Close()
-		_ = origin.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("session did not end")
-		}
-		_ = srv.Close()
-	})
-	return client, origin, sess, done
+	return runSession(t, cfg, prep, nil)
 }
 
 func pointQuery(id string) []byte { return msg('Q', "SELECT v FROM t WHERE id = "+id+"\x00") }
