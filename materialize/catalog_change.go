@@ -50,16 +50,11 @@ func (ix *index) tablesNamed(names map[string]bool) []string {
 	defer ix.mu.Unlock()
 	var out []string
 	for table := range ix.tables {
-		for i := strings.IndexByte(table, '.'); i >= 0; {
-			if names[table[i+1:]] {
+		for rest, ok := table, true; ok; {
+			if _, rest, ok = strings.Cut(rest, "."); ok && names[rest] {
 				out = append(out, table)
 				break
 			}
-			j := strings.IndexByte(table[i+1:], '.')
-			if j < 0 {
-				break
-			}
-			i += j + 1
 		}
 	}
 	return out
