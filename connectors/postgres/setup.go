@@ -152,10 +152,7 @@ func ensureSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, from schem
 func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]TableReport, error) {
 	rows, err := simpleQuery(ctx, conn, `SELECT p.schemaname, p.tablename, c.relreplident::text,
 			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-			has_table_privilege(c.oid, 'SELECT'),
-			concat_ws(', ', CASE WHEN NOT pub.pubinsert THEN 'INSERT' END, CASE WHEN NOT pub.pubupdate THEN 'UPDATE' END,
-				CASE WHEN NOT pub.pubdelete THEN 'DELETE' END, CASE WHEN NOT pub.pubtruncate THEN 'TRUNCATE' END),
-			coalesce(to_jsonb(p) ->> 'rowfilter', '')
+			has_table_privilege(c.oid, 'SELECT'), `+publicationGaps+`
 		FROM pg_publication_tables p
 		JOIN pg_publication pub ON pub.pubname = p.pubname
 		JOIN pg_namespace n ON n.nspname = p.schemaname
@@ -175,22 +172,6 @@ func publishedTables(ctx context.Context, conn *pgconn.PgConn, pub string) ([]Ta
 		out = append(out, t)
 	}
 	return out, nil
-}
-
-// incompleteReport says what a publication leaves out of a table's
-// changes: the operations it does not publish, its row filter.
-func incompleteReport(pub, missing, rowFilter string) string {
-	var parts []string
-	if missing != "" {
-		parts = append(parts, "publication "+pub+" does not publish "+missing)
-	}
-	if rowFilter != "" {
-		parts = append(parts, "publication "+pub+" filters its rows WHERE "+rowFilter)
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return strings.Join(parts, "; ") + ": its reads are never cached."
 }
 
 func identityReport(schema, table, relreplident string, hasPK bool) (Identity, bool, string) {

@@ -150,8 +150,8 @@ func publishedLoader(loader materialize.CatalogLoader, cfg Config, pool *pgxpool
 		return materialize.PublishedLoader{Loader: loader, Published: cfg.Published}
 	}
 	return materialize.PublishedLoader{Loader: loader, Tables: func(ctx context.Context) ([]string, error) {
-		tables, err := PublishedTables(ctx, pool, cfg.Publication)
-		if errors.Is(err, ErrNoPublication) {
+		tables, err := postgres.PublishedTables(ctx, pool, cfg.Publication)
+		if errors.Is(err, postgres.ErrNoPublication) {
 			return []string{}, nil // dropped: nothing is in the stream
 		}
 		return tables, err
@@ -185,40 +185,3 @@ func (f *Front) close() {
 		f.Pool.Close()
 	}
 }
-
-// PublishedTables lists the schema-qualified tables whose every change a
-// publication streams; it fails if the publication does not exist. A
-// publication that leaves out an operation (publish = 'insert, update')
-// and a table with a row filter (PostgreSQL 15) are not complete: changes
-// they leave out would never invalidate anything, so such tables are not
-// listed and their reads are not cached.
-func PublishedTables(ctx context.Context, pool *pgxpool.Pool, publication string) ([]string, error) {
-	var exists bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, publication).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("publication %q: %w", publication, err)
-	}
-	if !exists {
-		return nil, fmt.Errorf("publication %q: %w", publication, ErrNoPublication)
-	}
-	rows, err := pool.Query(ctx, `SELECT t.schemaname || '.' || t.tablename
-		FROM pg_catalog.pg_publication_tables t JOIN pg_catalog.pg_publication p ON p.pubname = t.pubname
-		WHERE t.pubname = $1 AND p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate
-		  AND to_jsonb(t) ->> 'rowfilter' IS NULL
-		ORDER BY 1`, publication)
-	if err != nil {
-		return nil, fmt.Errorf("publication %q: %w", publication, err)
-	}
-	var out []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
-// ErrNoPublication: the publication does not exist (yet: the ingest
-// creates it).
-var ErrNoPublication = errors.New("does not exist")

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/freshetdb/freshet/connectors/kafka"
+	"github.com/freshetdb/freshet/connectors/postgres"
 	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/materialize"
 )
@@ -246,7 +247,7 @@ func (n *Node) published(ctx context.Context) ([]string, error) {
 	}
 	defer pool.Close()
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		tables, err := front.PublishedTables(ctx, pool, n.cfg.Publication)
+		tables, err := postgres.PublishedTables(ctx, pool, n.cfg.Publication)
 		if err == nil {
 			return tables, nil
 		}
