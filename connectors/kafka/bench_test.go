@@ -138,6 +138,7 @@ func BenchmarkFreshness(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lat := stageLatencies{}
+	var resyncs uint64
 	for range b.N {
 		topic := testenv.UniqueName("freshet_bench_fresh")
 		createLogAppendTimeTopic(ctx, b, brokers, topic, 3)
@@ -201,8 +202,10 @@ func BenchmarkFreshness(b *testing.B) {
 		stop()
 		_ = p.Close()
 		st.addTo(lat)
+		resyncs += c.Stats().Resyncs
 	}
 	lat.report(b)
+	b.ReportMetric(float64(resyncs)/float64(b.N), "resyncs/run")
 }
 
 // freshnessStages are the intervals BenchmarkFreshness reports, each from

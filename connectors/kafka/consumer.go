@@ -57,7 +57,7 @@ type Consumer struct {
 }
 
 type consumerStats struct {
-	changes, duplicates, malformed, purges atomic.Uint64
+	changes, duplicates, malformed, purges, resyncs atomic.Uint64
 }
 
 // Stats are a Consumer's counters since it was created.
@@ -66,6 +66,9 @@ type Stats struct {
 	Duplicates uint64 // records dropped as already delivered
 	Malformed  uint64 // records skipped because they did not decode
 	Purges     uint64 // times the region lost its offsets
+	// Resyncs are fetch connections made again because kafka-go lost
+	// its place in the broker's responses (see fetcher.fetch).
+	Resyncs uint64
 }
 
 // ErrOffsetsLost marks the log line and purge of a region whose committed
@@ -103,7 +106,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 func (c *Consumer) Stats() Stats {
 	return Stats{
 		Changes: c.stats.changes.Load(), Duplicates: c.stats.duplicates.Load(),
-		Malformed: c.stats.malformed.Load(), Purges: c.stats.purges.Load(),
+		Malformed: c.stats.malformed.Load(), Purges: c.stats.purges.Load(), Resyncs: c.stats.resyncs.Load(),
 	}
 }
 
@@ -285,8 +288,9 @@ func (c *Consumer) readPartition(ctx context.Context, p int, offset int64, out c
 		return
 	}
 	defer f.close()
+	f.resyncs = &c.stats.resyncs
 	for {
-		msgs, err := f.fetch()
+		msgs, err := f.fetch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				send(ctx, out, item{partition: p, err: err})

@@ -87,7 +87,7 @@ func NewDebeziumConsumer(cfg DebeziumConfig) (*DebeziumConsumer, error) {
 
 // Stats returns the consumer's counters.
 func (c *DebeziumConsumer) Stats() Stats {
-	return Stats{Changes: c.stats.changes.Load(), Malformed: c.stats.malformed.Load(), Purges: c.stats.purges.Load()}
+	return Stats{Changes: c.stats.changes.Load(), Malformed: c.stats.malformed.Load(), Purges: c.stats.purges.Load(), Resyncs: c.stats.resyncs.Load()}
 }
 
 // Run delivers events until ctx ends or the Handler fails; Kafka failures
@@ -324,8 +324,9 @@ func (c *DebeziumConsumer) readPartition(ctx context.Context, topic string, p in
 		return
 	}
 	defer f.close()
+	f.resyncs = &c.stats.resyncs
 	for {
-		msgs, err := f.fetch()
+		msgs, err := f.fetch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				send(debeziumItem{topic: topic, partition: p, err: err})

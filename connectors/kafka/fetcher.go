@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -23,9 +25,16 @@ const fetchSlack = 10 * time.Second
 // fetchSlack more; a record appended while a fetch waits comes back at once
 // (MinBytes 1), so MaxWait costs no latency.
 type fetcher struct {
+	brokers   []string
+	topic     string
+	partition int
+	maxWait   time.Duration
+
 	conn    *kafkago.Conn
-	maxWait time.Duration
 	unwatch func() bool
+	// resyncs, when set, counts the connections made again because
+	// kafka-go lost its place in the responses (see fetch).
+	resyncs *atomic.Uint64
 }
 
 // dialFetcher connects to the leader of topic/partition and positions the
@@ -33,29 +42,65 @@ type fetcher struct {
 // kafkago.OffsetOutOfRange. The connection is closed when ctx ends, which
 // ends a fetch under way.
 func dialFetcher(ctx context.Context, brokers []string, topic string, partition int, offset int64, maxWait time.Duration) (*fetcher, error) {
+	f := &fetcher{brokers: brokers, topic: topic, partition: partition, maxWait: maxWait}
+	if err := f.dial(ctx, offset); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *fetcher) dial(ctx context.Context, offset int64) error {
 	var conn *kafkago.Conn
 	err := errors.New("no brokers")
-	for _, b := range brokers {
-		if conn, err = kafkago.DialLeader(ctx, "tcp", b, topic, partition); err == nil {
+	for _, b := range f.brokers {
+		if conn, err = kafkago.DialLeader(ctx, "tcp", b, f.topic, f.partition); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dial the leader of %s/%d: %w", topic, partition, err)
+		return fmt.Errorf("dial the leader of %s/%d: %w", f.topic, f.partition, err)
 	}
 	_ = conn.SetDeadline(time.Now().Add(fetchSlack))
 	if _, err := conn.Seek(offset, kafkago.SeekAbsolute); err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("seek %s/%d to %d: %w", topic, partition, offset, err)
+		return fmt.Errorf("seek %s/%d to %d: %w", f.topic, f.partition, offset, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return &fetcher{conn: conn, maxWait: maxWait, unwatch: context.AfterFunc(ctx, func() { _ = conn.Close() })}, nil
+	f.conn, f.unwatch = conn, context.AfterFunc(ctx, func() { _ = conn.Close() })
+	return nil
 }
 
 // fetch returns the next records, waiting up to maxWait for the first one.
-// The whole response is read before anything is handed on, so a record
-// held at a barrier does not hold the connection's read deadline.
-func (f *fetcher) fetch() ([]kafkago.Message, error) {
+//
+// kafka-go (v0.4.51, Conn.ReadBatchWith) takes a fetch response whose
+// high-water mark equals the fetch offset for an empty one and leaves its
+// record set unread on the connection. The broker sends exactly that when
+// records are appended while it answers a long poll (it reads the
+// high-water mark before the records), so the next response is read from
+// the middle of those records: kafka-go finds the wrong correlation ID and
+// fails with io.ErrNoProgress. Nothing was consumed, so the records are
+// fetched again, at once, over a new connection; ending the reader instead
+// cost a region 100-300 ms of freshness a few times a minute.
+func (f *fetcher) fetch(ctx context.Context) ([]kafkago.Message, error) {
+	msgs, err := f.fetchOnce()
+	if !errors.Is(err, io.ErrNoProgress) {
+		return msgs, err
+	}
+	offset, _ := f.conn.Offset()
+	f.close()
+	if f.resyncs != nil {
+		f.resyncs.Add(1)
+	}
+	if err := f.dial(ctx, offset); err != nil {
+		return nil, err
+	}
+	return f.fetchOnce()
+}
+
+// fetchOnce is one fetch request. The whole response is read before
+// anything is handed on, so a record held at a barrier does not hold the
+// connection's read deadline.
+func (f *fetcher) fetchOnce() ([]kafkago.Message, error) {
 	_ = f.conn.SetReadDeadline(time.Now().Add(f.maxWait + fetchSlack))
 	b := f.conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: f.maxWait})
 	var msgs []kafkago.Message

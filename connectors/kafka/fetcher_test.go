@@ -2,11 +2,16 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/freshetdb/freshet/internal/testenv"
 )
@@ -35,7 +40,7 @@ func TestFetcherLongPolls(t *testing.T) {
 	}
 	for range 3 {
 		start := time.Now()
-		msgs, err := f.fetch()
+		msgs, err := f.fetch(ctx)
 		if err != nil || len(msgs) != 0 {
 			t.Fatalf("idle fetch: %d records, %v", len(msgs), err)
 		}
@@ -57,7 +62,7 @@ func TestFetcherLongPolls(t *testing.T) {
 		_ = w.WriteMessages(ctx, kafkago.Message{Value: []byte("x")})
 	}()
 	start := time.Now()
-	msgs, err := f.fetch()
+	msgs, err := f.fetch(ctx)
 	if err != nil || len(msgs) != 1 || string(msgs[0].Value) != "x" {
 		t.Fatalf("fetch while a record is written: %d records, %v", len(msgs), err)
 	}
@@ -80,7 +85,7 @@ func TestFetcherEndsWithContext(t *testing.T) {
 	defer f.close()
 	time.AfterFunc(100*time.Millisecond, stop)
 	start := time.Now()
-	if _, err := f.fetch(); err == nil {
+	if _, err := f.fetch(fctx); err == nil {
 		t.Fatal("fetch on a cancelled context succeeded")
 	}
 	if took := time.Since(start); took > 10*time.Second {
@@ -98,4 +103,82 @@ func TestFetcherOffsetOutsideLog(t *testing.T) {
 	if !errors.Is(err, kafkago.OffsetOutOfRange) {
 		t.Fatalf("dial at offset 42 of an empty partition: %v, want OffsetOutOfRange", err)
 	}
+}
+
+// TestFetcherResyncsAfterRecordsTakenForEmpty: kafka-go takes a fetch
+// response whose high-water mark equals the fetch offset for an empty one
+// and leaves its records on the connection, which a real broker sends
+// when records arrive while it answers a long poll. The fetcher must not
+// fail on the misread response that follows: it reads the records again
+// over a new connection. A fake broker (kfake) sends that response once.
+func TestFetcherResyncsAfterRecordsTakenForEmpty(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "resync"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	w := &kafkago.Writer{Addr: kafkago.TCP(brokers...), Topic: topic, BatchTimeout: time.Millisecond}
+	if err := w.WriteMessages(ctx, kafkago.Message{Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	c.ControlKey(int16(kmsg.Fetch), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		return recordsAtHighWaterMark(r.(*kmsg.FetchRequest), []byte("x")), nil, true
+	})
+
+	f, err := dialFetcher(ctx, brokers, topic, 0, 0, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resyncs atomic.Uint64
+	f.resyncs = &resyncs
+	defer f.close()
+	var got []kafkago.Message
+	for i := 0; i < 3 && len(got) == 0; i++ {
+		if got, err = f.fetch(ctx); err != nil {
+			t.Fatalf("fetch %d: %v", i+1, err)
+		}
+	}
+	if len(got) != 1 || string(got[0].Value) != "x" || got[0].Offset != 0 {
+		t.Fatalf("fetched %+v, want the record x at offset 0", got)
+	}
+	if n := resyncs.Load(); n != 1 {
+		t.Errorf("%d resyncs, want 1", n)
+	}
+}
+
+// recordsAtHighWaterMark answers a fetch with one record at the fetch
+// offset and a high-water mark equal to that offset.
+func recordsAtHighWaterMark(req *kmsg.FetchRequest, value []byte) *kmsg.FetchResponse {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset = rp.FetchOffset, rp.FetchOffset
+			sp.RecordBatches = recordBatch(rp.FetchOffset, value)
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// recordBatch encodes a v2 record batch of one record at offset.
+func recordBatch(offset int64, value []byte) []byte {
+	rec := kmsg.Record{Value: value}
+	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // what follows the 1-byte length
+	now := time.Now().UnixMilli()
+	b := kmsg.RecordBatch{FirstOffset: offset, Magic: 2, FirstTimestamp: now, MaxTimestamp: now,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: rec.AppendTo(nil)}
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:12], uint32(len(raw)-12)) // Length: what follows it
+	binary.BigEndian.PutUint32(raw[17:21], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return raw
 }

@@ -89,6 +89,7 @@ func (n *Node) register(reg prometheus.Registerer) error {
 		counter("freshet_kafka_consumer_duplicates_total", "Records dropped as already delivered (a restarted ingest republishes).", func(s ConsumerStatus) uint64 { return s.Duplicates }),
 		counter("freshet_kafka_consumer_malformed_total", "Records skipped because they did not decode.", func(s ConsumerStatus) uint64 { return s.Malformed }),
 		counter("freshet_kafka_consumer_purges_total", "Times the region lost its offsets in the topic and purged.", func(s ConsumerStatus) uint64 { return s.Stats.Purges }),
+		counter("freshet_kafka_consumer_fetch_resyncs_total", "Fetch connections made again because the Kafka client lost its place in the broker's responses.", func(s ConsumerStatus) uint64 { return s.Resyncs }),
 		counter("freshet_region_handler_purges_total", "Cache purges by the region (lost offsets, undecodable records of unknown table).", func(s ConsumerStatus) uint64 { return s.Purges }),
 	} {
 		if err := reg.Register(c); err != nil {
