@@ -17,11 +17,13 @@ import (
 )
 
 // testCA is a certificate authority made for one test, with a server
-// certificate for localhost and 127.0.0.1. Nothing is written but the CA
-// certificate (public), for clients' sslrootcert.
+// certificate for localhost and 127.0.0.1, written to the test's
+// temporary directory: the CA certificate for clients' sslrootcert, the
+// server's certificate and key for freshet's --tls-cert and --tls-key.
 type testCA struct {
-	caFile string
-	server *tls.Config
+	caFile            string
+	certFile, keyFile string
+	server            *tls.Config
 }
 
 func newTestCA(t testing.TB) *testCA {
@@ -58,6 +60,18 @@ func newTestCA(t testing.TB) *testCA {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(caFile)
+	certFile, keyFile := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: srvDER}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cert := tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
-	return &testCA{caFile: caFile, server: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	return &testCA{caFile: caFile, certFile: certFile, keyFile: keyFile,
+		server: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/freshetdb/freshet/internal/front"
 )
 
 func TestRun(t *testing.T) {
@@ -31,6 +33,16 @@ func TestRun(t *testing.T) {
 			wantCode: 2, wantStderr: "--debezium-assume-lag must not be negative"},
 		{name: "serve: a Debezium topic must name its table", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--debezium-topics", "orders"},
 			wantCode: 2, wantStderr: `Debezium topic "orders" is not named prefix.schema.table`},
+		{name: "up: --require-tls needs a certificate", args: []string{"up", "--origin", "postgres://h/db", "--require-tls"},
+			wantCode: 2, wantStderr: "requiring TLS needs a certificate and key"},
+		{name: "up: --pool-mode transaction needs --auth-url", args: []string{"up", "--origin", "postgres://h/db", "--pool-mode", "transaction"},
+			wantCode: 2, wantStderr: "transaction pooling needs an auth user (--auth-url)"},
+		{name: "up: an unknown pool mode is refused", args: []string{"up", "--origin", "postgres://h/db", "--pool-mode", "statement"},
+			wantCode: 2, wantStderr: `--pool-mode is session or transaction, not "statement"`},
+		{name: "serve: --tls-cert needs --tls-key", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--tls-cert", "c.pem"},
+			wantCode: 2, wantStderr: "a TLS certificate needs its key"},
+		{name: "serve: a negative statement timeout is refused", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--statement-timeout", "-1s"},
+			wantCode: 2, wantStderr: "must not be negative"},
 		{name: "help lists ingest and serve", args: []string{"help"}, wantCode: 0, wantStdout: "serve      a regional node"},
 		{name: "unknown command is an error", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
 	}
@@ -65,5 +77,31 @@ func TestServeFlagsDebezium(t *testing.T) {
 	}
 	if cfg.DebeziumAssumeLag != 3*time.Second || !cfg.DebeziumFromBeginning {
 		t.Errorf("assumed lag %s, from beginning %v; want 3s, true", cfg.DebeziumAssumeLag, cfg.DebeziumFromBeginning)
+	}
+}
+
+// TestClientFlags: the endpoint's flags and their FRESHET_* variables reach
+// the node's Clients, for up and serve alike; a flag beats its variable.
+func TestClientFlags(t *testing.T) {
+	t.Setenv("FRESHET_STATEMENT_TIMEOUT", "3s")
+	t.Setenv("FRESHET_MAX_CLIENT_CONNS", "7")
+	t.Setenv("FRESHET_POOL_MODE", "transaction")
+	want := front.Clients{TLSCert: "c.pem", TLSKey: "k.pem", RequireTLS: true, MaxConns: 50, MaxMessageBytes: 1 << 20,
+		IdleTimeout: time.Minute, StatementTimeout: 3 * time.Second, AuthURL: "postgres://auth@h/db", TransactionPooling: true}
+	flags := []string{"--origin", "postgres://h/db", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--require-tls",
+		"--max-client-conns", "50", "--max-message-bytes", "1048576", "--idle-timeout", "1m", "--auth-url", "postgres://auth@h/db"}
+	var stderr bytes.Buffer
+	up, _, err := upFlags(flags, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve, _, err := serveFlags(append([]string{"--region", "eu", "--kafka", "k:9092"}, flags...), &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]front.Clients{"up": up.Clients, "serve": serve.Clients} {
+		if got != want {
+			t.Errorf("%s: clients %+v, want %+v", name, got, want)
+		}
 	}
 }

@@ -32,7 +32,11 @@ func serveFlags(args []string, stderr io.Writer) (region.Config, string, error) 
 	fs.DurationVar(&c.DebeziumAssumeLag, "debezium-assume-lag", envDuration("FRESHET_DEBEZIUM_ASSUME_LAG", 0), "with --debezium-topics: serve cached reads while every partition is read to its end and the newest change committed within this long; an estimate, NOT a bound (Kafka Connect may hold changes). Replaces --staleness-bound; 0: off [FRESHET_DEBEZIUM_ASSUME_LAG]")
 	fs.BoolVar(&c.DebeziumFromBeginning, "debezium-from-beginning", envBool("FRESHET_DEBEZIUM_FROM_BEGINNING"), "with --debezium-topics: a region with no stored offsets reads the topics from their start, not their end [FRESHET_DEBEZIUM_FROM_BEGINNING]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
+	checkClients := clientFlags(fs, &c.Clients)
 	if err := fs.Parse(args); err != nil {
+		return c, "", err
+	}
+	if err := checkClients(); err != nil {
 		return c, "", err
 	}
 	c.Brokers = brokers(kafkaList)

@@ -28,7 +28,11 @@ func upFlags(args []string, stderr io.Writer) (embedded.Config, string, error) {
 	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 50*time.Millisecond), "WAL heartbeat, keeps the watermark fresh on an idle origin [FRESHET_HEARTBEAT]")
 	fs.StringVar(&c.RefreshURL, "refresh-url", os.Getenv("FRESHET_REFRESH_URL"), "login that re-executes hot invalidated reads (a member of the client roles); empty: no refresh-ahead [FRESHET_REFRESH_URL]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
+	checkClients := clientFlags(fs, &c.Clients)
 	if err := fs.Parse(args); err != nil {
+		return c, "", err
+	}
+	if err := checkClients(); err != nil {
 		return c, "", err
 	}
 	if c.Origin == "" {

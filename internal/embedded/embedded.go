@@ -51,6 +51,9 @@ type Config struct {
 	// entries through this login (a member of the client roles it
 	// refreshes for; ADR 0008). Empty: no refresh.
 	RefreshURL string
+	// Clients are the PostgreSQL endpoint's TLS, limits, timeouts and
+	// pooling.
+	Clients front.Clients
 	// Registerer receives the metrics; optional.
 	Registerer prometheus.Registerer
 	// Hooks are the materializer's test hooks.
@@ -127,6 +130,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		Origin: cfg.Origin, Listen: cfg.Listen, Publication: cfg.Publication,
 		CacheBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound, CatalogInterval: cfg.CatalogInterval,
 		RefreshURL: cfg.RefreshURL, Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+		Clients: cfg.Clients,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded: %w", err)

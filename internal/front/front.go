@@ -48,6 +48,8 @@ type Config struct {
 	// RefreshURL, when set, is the login that re-executes hot invalidated
 	// reads (refresh-ahead, ADR 0008); empty: no refresh-ahead.
 	RefreshURL string
+	// Clients are the endpoint's TLS, limits, timeouts and pooling.
+	Clients Clients
 	// Registerer receives the metrics; optional.
 	Registerer prometheus.Registerer
 	// Hooks are the materializer's test hooks.
@@ -62,6 +64,7 @@ type Front struct {
 	Pool    *pgxpool.Pool
 	M       *materialize.Materializer
 	refresh *postgres.Refresher
+	clients clientSide
 	srv     *pgwire.Server
 	ln      net.Listener
 	closed  sync.Once
@@ -99,6 +102,13 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 			f.Close()
 		}
 	}()
+	wire := pgwire.Config{Logger: log, Registerer: cfg.Registerer}
+	if f.clients, err = cfg.Clients.apply(&wire); err != nil {
+		return nil, err
+	}
+	if wire.Mode == pgwire.TransactionMode {
+		log.Warn("transaction pooling: reads are relayed to the origin, never cached")
+	}
 	if f.Pool, err = pgxpool.New(ctx, cfg.Origin); err != nil {
 		return nil, fmt.Errorf("origin pool: %w", err)
 	}
@@ -119,7 +129,8 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.srv, err = pgwire.New(pgwire.Config{Connector: origin, Cache: f.M, Logger: log, Registerer: cfg.Registerer}); err != nil {
+	wire.Connector, wire.Cache = origin, f.M
+	if f.srv, err = pgwire.New(wire); err != nil {
 		return nil, err
 	}
 	if f.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -175,6 +186,7 @@ func (f *Front) close() {
 	if f.ln != nil {
 		_ = f.ln.Close() // Serve may never have taken it over
 	}
+	f.clients.close()
 	if f.M != nil {
 		f.M.Close()
 	}

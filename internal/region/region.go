@@ -63,6 +63,9 @@ type Config struct {
 	// RefreshURL, when set, enables refresh-ahead of hot invalidated reads
 	// through this login (ADR 0008).
 	RefreshURL string
+	// Clients are the PostgreSQL endpoint's TLS, limits, timeouts and
+	// pooling.
+	Clients front.Clients
 	// StalenessBound: when the last progress marker's commit time is older
 	// than this, reads go to the origin. Default 5s.
 	StalenessBound time.Duration
@@ -161,6 +164,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		CacheBytes: cfg.CacheBytes, StalenessBound: cfg.StalenessBound, CatalogInterval: cfg.CatalogInterval,
 		RefreshURL: cfg.RefreshURL,
 		Registerer: cfg.Registerer, Hooks: cfg.Hooks, Logger: n.log,
+		Clients: cfg.Clients,
 	})
 	if err != nil {
 		return fmt.Errorf("region: %w", err)

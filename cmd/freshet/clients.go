@@ -1,0 +1,34 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/freshetdb/freshet/internal/front"
+)
+
+// clientFlags defines the PostgreSQL endpoint's flags, shared by `freshet
+// up` and `freshet serve`, on fs. The returned check, called after
+// fs.Parse, validates what the flag package cannot.
+func clientFlags(fs *flag.FlagSet, c *front.Clients) (check func() error) {
+	fs.StringVar(&c.TLSCert, "tls-cert", os.Getenv("FRESHET_TLS_CERT"), "PEM certificate (chain) for clients' TLS; with --tls-key, clients may use sslmode=require or verify-full [FRESHET_TLS_CERT]")
+	fs.StringVar(&c.TLSKey, "tls-key", os.Getenv("FRESHET_TLS_KEY"), "PEM private key of --tls-cert [FRESHET_TLS_KEY]")
+	fs.BoolVar(&c.RequireTLS, "require-tls", envBool("FRESHET_REQUIRE_TLS"), "refuse clients that do not use TLS [FRESHET_REQUIRE_TLS]")
+	fs.IntVar(&c.MaxConns, "max-client-conns", int(envInt("FRESHET_MAX_CLIENT_CONNS", 10000)), "concurrent client connections; one more is refused with 53300 [FRESHET_MAX_CLIENT_CONNS]")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", int(envInt("FRESHET_MAX_MESSAGE_BYTES", 64<<20)), "largest client message; a larger one ends the connection with 54000 [FRESHET_MAX_MESSAGE_BYTES]")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", envDuration("FRESHET_IDLE_TIMEOUT", 0), "close client connections idle this long; 0: never [FRESHET_IDLE_TIMEOUT]")
+	fs.DurationVar(&c.StatementTimeout, "statement-timeout", envDuration("FRESHET_STATEMENT_TIMEOUT", 0), "cancel, on the origin, a request unanswered this long; 0: never [FRESHET_STATEMENT_TIMEOUT]")
+	fs.StringVar(&c.AuthURL, "auth-url", os.Getenv("FRESHET_AUTH_URL"), "login of an auth user that may read pg_authid (like PgBouncer's auth_user): freshet checks clients' SCRAM-SHA-256 passwords against the origin's verifiers and reuses origin connections; empty: each client's login is relayed to the origin [FRESHET_AUTH_URL]")
+	mode := fs.String("pool-mode", envOr("FRESHET_POOL_MODE", "session"), "session: a client keeps one origin connection; transaction: a client holds one only during a transaction (needs --auth-url; reads are then relayed, not cached) [FRESHET_POOL_MODE]")
+	return func() error {
+		switch *mode {
+		case "session":
+		case "transaction":
+			c.TransactionPooling = true
+		default:
+			return fmt.Errorf("--pool-mode is session or transaction, not %q", *mode)
+		}
+		return c.Validate()
+	}
+}

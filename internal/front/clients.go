@@ -1,0 +1,104 @@
+package front
+
+import (
+	"crypto/tls"
+	"errors"
+	"time"
+
+	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/serve/pgwire"
+)
+
+// Clients are the client-facing settings of a node's PostgreSQL endpoint.
+// The zero value serves plain connections in session mode with
+// pgwire's default limits.
+type Clients struct {
+	// TLSCert and TLSKey are PEM files: with both, clients may upgrade
+	// to TLS (sslmode=require, verify-full). They are read again when
+	// they change, for the handshakes after.
+	TLSCert, TLSKey string
+	// RequireTLS refuses clients that do not upgrade. Needs TLSCert.
+	RequireTLS bool
+	// MaxConns bounds concurrent client connections; 0: pgwire's default.
+	MaxConns int
+	// MaxMessageBytes bounds one client message; 0: pgwire's default.
+	MaxMessageBytes int
+	// IdleTimeout ends a client connection idle this long; 0: never.
+	IdleTimeout time.Duration
+	// StatementTimeout cancels, on the origin, a request unanswered this
+	// long; 0: never.
+	StatementTimeout time.Duration
+	// AuthURL, when set, is the login of an auth user (like PgBouncer's
+	// auth_user): freshet checks each client's SCRAM-SHA-256 proof
+	// against the role's verifier on the origin, and keeps reset origin
+	// connections for reuse. No password is stored.
+	AuthURL string
+	// TransactionPooling lends a client an origin connection only for a
+	// transaction. Needs AuthURL. Reads are then relayed, never cached.
+	TransactionPooling bool
+}
+
+// clientSide is what Clients add to a pgwire.Config, and what must be
+// closed with the front end.
+type clientSide struct {
+	auth *postgres.AuthQuery
+	pool *postgres.OriginPool
+}
+
+// Validate reports settings that cannot work together.
+func (c Clients) Validate() error {
+	switch {
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("a TLS certificate needs its key and a key its certificate (--tls-cert, --tls-key)")
+	case c.RequireTLS && c.TLSCert == "":
+		return errors.New("requiring TLS needs a certificate and key (--tls-cert, --tls-key)")
+	case c.TransactionPooling && c.AuthURL == "":
+		return errors.New("transaction pooling needs an auth user (--auth-url): an origin connection lent to another client must not skip the origin's authentication")
+	case c.MaxConns < 0 || c.MaxMessageBytes < 0 || c.IdleTimeout < 0 || c.StatementTimeout < 0:
+		return errors.New("client limits and timeouts must not be negative")
+	}
+	return nil
+}
+
+// apply validates c and sets its fields of cfg.
+func (c Clients) apply(cfg *pgwire.Config) (clientSide, error) {
+	var side clientSide
+	if err := c.Validate(); err != nil {
+		return side, err
+	}
+	if c.TLSCert != "" {
+		certs, err := loadCertFiles(c.TLSCert, c.TLSKey, cfg.Logger)
+		if err != nil {
+			return side, err
+		}
+		cfg.TLS = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+	}
+	cfg.RequireTLS = c.RequireTLS
+	cfg.MaxClientConns, cfg.MaxMessageSize = c.MaxConns, c.MaxMessageBytes
+	cfg.IdleTimeout, cfg.StatementTimeout = c.IdleTimeout, c.StatementTimeout
+	if c.AuthURL == "" {
+		return side, nil
+	}
+	var err error
+	if side.auth, err = postgres.NewAuthQuery(postgres.AuthQueryConfig{URL: c.AuthURL}); err != nil {
+		return side, err
+	}
+	if side.pool, err = postgres.NewOriginPool(postgres.PoolConfig{}); err != nil {
+		side.close()
+		return clientSide{}, err
+	}
+	cfg.Verifiers, cfg.Pool = side.auth, side.pool
+	if c.TransactionPooling {
+		cfg.Mode = pgwire.TransactionMode
+	}
+	return side, nil
+}
+
+func (s clientSide) close() {
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.auth != nil {
+		s.auth.Close()
+	}
+}
