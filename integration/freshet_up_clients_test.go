@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/freshetdb/freshet/connectors/postgres"
 	"github.com/freshetdb/freshet/internal/embedded"
 	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/internal/testenv"
@@ -99,4 +100,61 @@ func mustConnect(ctx context.Context, t *testing.T, raw string) *pgx.Conn {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// TestOriginTLSFollowsTheURL: the relayed sessions reach the origin as
+// the origin URL's sslmode says (front.OriginDialing, which freshet up and
+// serve use): TLS verified against the cluster's certificate with
+// verify-full, TLS with require and prefer (the test cluster offers it),
+// plaintext with disable; verify-full against another CA refuses the
+// session instead of going on in plaintext.
+func TestOriginTLSFollowsTheURL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	super := testenv.PostgresURL(t)
+	for _, tt := range []struct {
+		name, mode, rootCert string
+		wantTLS, wantRefused bool
+	}{
+		{name: "verify-full", mode: "verify-full", rootCert: testenv.PostgresCA(t), wantTLS: true},
+		{name: "require", mode: "require", wantTLS: true},
+		{name: "prefer", mode: "prefer", wantTLS: true},
+		{name: "disable", mode: "disable"},
+		{name: "verify-full against another CA", mode: "verify-full", rootCert: newTestCA(t).caFile, wantRefused: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			origin := withSSLMode(t, super, tt.mode)
+			if tt.rootCert != "" {
+				origin += "&sslrootcert=" + url.QueryEscape(tt.rootCert)
+			}
+			dialing, err := front.OriginDialing(origin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := postgres.NewOrigin(dialing)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := startProxy(t, pgwire.Config{Connector: o})
+			conn, err := pgx.Connect(ctx, p.url(t, super))
+			if tt.wantRefused {
+				if err == nil {
+					conn.Close(ctx)
+					t.Fatal("a session reached an origin whose certificate does not verify")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var ssl bool
+			if err := conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil {
+				t.Fatal(err)
+			}
+			if ssl != tt.wantTLS {
+				t.Fatalf("the origin backend's connection uses TLS: %v, want %v", ssl, tt.wantTLS)
+			}
+		})
+	}
 }

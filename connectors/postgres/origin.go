@@ -22,6 +22,10 @@ type OriginConfig struct {
 	// TLS, when set, makes every origin connection start with an
 	// SSLRequest the origin must accept. Nil means plain TCP.
 	TLS *tls.Config
+	// TLSOptional goes on in plaintext when the origin answers the
+	// SSLRequest with 'N' (libpq's sslmode=prefer). A handshake that
+	// fails still fails.
+	TLSOptional bool
 	// DialTimeout bounds one TCP dial. Default 5 s.
 	DialTimeout time.Duration
 	// BufferSize is the read buffer of an origin connection. Default 16 KiB.
@@ -101,6 +105,9 @@ func (o *Origin) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) 
 	var b [1]byte
 	if _, err := conn.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("origin SSLRequest: %w", err)
+	}
+	if b[0] == 'N' && o.cfg.TLSOptional {
+		return conn, nil
 	}
 	if b[0] != 'S' {
 		return nil, fmt.Errorf("origin %s refused TLS", o.cfg.Addr)

@@ -9,7 +9,7 @@ postgres_start() {
 	local dir=$1 t0 bin port user super_pw repl_pw data
 	t0=$(now_ms)
 	bin=$(pg_bindir)
-	need_packages "$bin/postgres" postgresql-15 "$bin/pgbench" postgresql-contrib psql postgresql-client-15
+	need_packages "$bin/postgres" postgresql-15 "$bin/pgbench" postgresql-contrib psql postgresql-client-15 /usr/bin/openssl openssl
 	user=$(pg_user)
 	port=$(free_port)
 	super_pw=$(random_secret)
@@ -24,6 +24,15 @@ postgres_start() {
 		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
 		>"$dir/pg/initdb.log" 2>&1 || { cat "$dir/pg/initdb.log" >&2; die "initdb failed"; }
 	rm -f "$dir/pg/pwfile"
+	# TLS on, for the tests of freshet's origin connections with sslmode
+	# require and verify-full: a self-signed certificate for 127.0.0.1,
+	# which is its own root (FRESHET_TEST_PG_CA). The tests' URLs say
+	# sslmode=disable, so nothing else (benchmarks included) uses it.
+	as_user "$user" openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+		-subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		-keyout "$dir/pg/server.key" -out "$dir/pg/server.crt" >"$dir/pg/openssl.log" 2>&1 ||
+		{ cat "$dir/pg/openssl.log" >&2; die "openssl could not make the server certificate"; }
+	chmod 600 "$dir/pg/server.key"
 
 	cat >>"$data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
@@ -38,6 +47,9 @@ max_connections = 1300
 password_encryption = 'scram-sha-256'
 # Small enough that a modest transaction arrives streamed (protocol v2).
 logical_decoding_work_mem = '64kB'
+ssl = on
+ssl_cert_file = '$dir/pg/server.crt'
+ssl_key_file = '$dir/pg/server.key'
 # A throwaway cluster: durability is not what the tests measure. (Keep
 # synchronous_commit on: logical decoding only sends WAL once flushed.)
 fsync = off
@@ -77,6 +89,7 @@ EOF
 		echo "export FRESHET_TEST_PG_BINDIR='$bin'"
 		echo "export FRESHET_TEST_PG_SOCKET_DIR='$dir/pg'"
 		echo "export FRESHET_TEST_PG_PORT='$port'"
+		echo "export FRESHET_TEST_PG_CA='$dir/pg/server.crt'"
 	} >"$dir/postgres.env"
 	log "PostgreSQL 15 ready on 127.0.0.1:$port (pid $pid) in $(($(now_ms) - t0)) ms"
 }

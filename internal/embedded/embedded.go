@@ -76,7 +76,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Origin == "" {
 		return nil, errors.New("embedded: Config.Origin is required")
 	}
-	addr, err := front.OriginAddr(cfg.Origin)
+	dialing, err := front.OriginDialing(cfg.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: Config.Origin: %w", err)
 	}
@@ -102,7 +102,7 @@ func New(cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Node{cfg: cfg, log: log, addr: addr}, nil
+	return &Node{cfg: cfg, log: log, addr: dialing.Addr}, nil
 }
 
 // Materializer is the node's materializer once Run has started it (for

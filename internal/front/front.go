@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -70,22 +72,33 @@ type Front struct {
 	closed  sync.Once
 }
 
-// OriginAddr is the host:port of a postgres:// URL (port 5432 if none).
-func OriginAddr(origin string) (string, error) {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return "", errors.New("the origin must be a postgres:// URL with a host")
+// OriginDialing is how the relayed client sessions reach the origin, as
+// its URL (or key=value string) says: its first host and port, and TLS
+// with libpq's sslmode meaning (pgconn's parsing, sslrootcert and the
+// rest): disable and allow are plaintext, prefer (the default) uses TLS
+// when the origin offers it, require, verify-ca and verify-full insist on
+// it. Logger is left to the caller.
+func OriginDialing(origin string) (postgres.OriginConfig, error) {
+	pc, err := pgconn.ParseConfig(origin)
+	if err != nil {
+		return postgres.OriginConfig{}, fmt.Errorf("the origin: %w", err)
 	}
-	if u.Port() == "" {
-		return net.JoinHostPort(u.Hostname(), "5432"), nil
+	if pc.Host == "" || strings.HasPrefix(pc.Host, "/") {
+		return postgres.OriginConfig{}, errors.New("the origin must be reached over TCP: give it a host, not a Unix socket directory")
 	}
-	return u.Host, nil
+	cfg := postgres.OriginConfig{Addr: net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))), TLS: pc.TLSConfig}
+	for _, fb := range pc.Fallbacks {
+		if cfg.TLS != nil && fb.TLSConfig == nil && fb.Host == pc.Host && fb.Port == pc.Port {
+			cfg.TLSOptional = true // prefer: pgconn's second try is in plaintext
+		}
+	}
+	return cfg, nil
 }
 
 // Open connects to the origin, loads its catalog and listens; Close
 // undoes it.
 func Open(ctx context.Context, cfg Config) (f *Front, err error) {
-	addr, err := OriginAddr(cfg.Origin)
+	dialing, err := OriginDialing(cfg.Origin)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +138,8 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 	if err := f.M.LoadCatalog(ctx); err != nil {
 		return nil, err
 	}
-	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: addr, Logger: log})
+	dialing.Logger = log
+	origin, err := postgres.NewOrigin(dialing)
 	if err != nil {
 		return nil, err
 	}

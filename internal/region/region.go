@@ -120,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 			cfg.StalenessBound = cfg.DebeziumAssumeLag
 		}
 	}
-	if _, err := front.OriginAddr(cfg.Origin); err != nil {
+	if _, err := front.OriginDialing(cfg.Origin); err != nil {
 		return nil, fmt.Errorf("region: Config.Origin: %w", err)
 	}
 	if cfg.Publication == "" {

@@ -68,6 +68,14 @@ func PostgresBinDir(tb testing.TB) string {
 	return lookup(tb, Postgres, "FRESHET_TEST_PG_BINDIR")
 }
 
+// PostgresCA is the test cluster's self-signed TLS certificate, its own
+// root: the sslrootcert of a verify-full connection. The cluster offers
+// TLS; the URLs above do not use it (sslmode=disable).
+func PostgresCA(tb testing.TB) string {
+	tb.Helper()
+	return lookup(tb, Postgres, "FRESHET_TEST_PG_CA")
+}
+
 // MySQLURL is an administrative connection (all privileges), as
 // mysql://user:password@host:port/database.
 func MySQLURL(tb testing.TB) string {

@@ -382,6 +382,9 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = %s/userlist.txt
 pool_mode = session
+; plaintext to PostgreSQL, like every other target (the test cluster
+; offers TLS; PgBouncer's default would take it)
+server_tls_sslmode = disable
 max_client_conn = 200
 default_pool_size = 50
 logfile = %s/pgbouncer.log

@@ -1,0 +1,44 @@
+package front
+
+import (
+	"testing"
+)
+
+// TestOriginDialing: the origin URL's host, port and sslmode decide how
+// relayed sessions reach it, with libpq's meaning of each mode.
+func TestOriginDialing(t *testing.T) {
+	for _, tt := range []struct {
+		name, url           string
+		addr                string
+		tls, optional, fail bool
+		serverName          string
+	}{
+		{name: "default port, sslmode prefer", url: "postgres://u:p@db.example/app", addr: "db.example:5432", tls: true, optional: true},
+		{name: "disable", url: "postgres://u@db.example:6543/app?sslmode=disable", addr: "db.example:6543"},
+		{name: "allow tries plaintext first", url: "postgres://u@db.example/app?sslmode=allow", addr: "db.example:5432"},
+		{name: "require", url: "postgres://u@db.example/app?sslmode=require", addr: "db.example:5432", tls: true},
+		{name: "verify-full checks the host name", url: "postgres://u@db.example/app?sslmode=verify-full", addr: "db.example:5432", tls: true, serverName: "db.example"},
+		{name: "key=value form", url: "host=10.0.0.5 port=5433 user=u sslmode=require", addr: "10.0.0.5:5433", tls: true},
+		{name: "a Unix socket is refused", url: "host=/var/run/postgresql user=u", fail: true},
+		{name: "not a URL", url: "postgres://u@[::1", fail: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := OriginDialing(tt.url)
+			if tt.fail {
+				if err == nil {
+					t.Fatalf("OriginDialing(%q) = %+v, want an error", tt.url, cfg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Addr != tt.addr || (cfg.TLS != nil) != tt.tls || cfg.TLSOptional != tt.optional {
+				t.Fatalf("addr %q, TLS %v, optional %v; want %q, %v, %v", cfg.Addr, cfg.TLS != nil, cfg.TLSOptional, tt.addr, tt.tls, tt.optional)
+			}
+			if tt.serverName != "" && cfg.TLS.ServerName != tt.serverName {
+				t.Fatalf("server name %q, want %q", cfg.TLS.ServerName, tt.serverName)
+			}
+		})
+	}
+}
