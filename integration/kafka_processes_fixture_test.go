@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/freshetdb/freshet/internal/ingestnode"
 	"github.com/freshetdb/freshet/internal/region"
+	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/schemas"
 )
 
@@ -31,6 +34,28 @@ func buildFreshet(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// processSource creates the table a process test's ingest publishes, rows
+// rows at version 0, under a unique name; the table, and the slot and
+// publication named after it, are dropped when the test ends.
+func processSource(ctx context.Context, t *testing.T, prefix string, rows int) (super *pgx.Conn, name, table string) {
+	t.Helper()
+	name = testenv.UniqueName(prefix)
+	table = name + "_acct"
+	super, err := pgx.Connect(ctx, testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testenv.DropSource(super, name+"_slot", name+"_pub", table)
+		super.Close(context.Background())
+	})
+	if _, err := super.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, ver int NOT NULL);
+		INSERT INTO %s SELECT g, 0 FROM generate_series(1, %d) g`, table, table, rows)); err != nil {
+		t.Fatal(err)
+	}
+	return super, name, table
 }
 
 // freePort returns a loopback address nothing listens on right now.

@@ -37,20 +37,7 @@ func TestKafkaProcessesUnderFaults(t *testing.T) {
 	pgURL := testenv.PostgresURL(t)
 	k := testenv.StartPrivateKafka(t)
 	bin := buildFreshet(t)
-	name := testenv.UniqueName("kp")
-	table := name + "_acct"
-	super, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		testenv.DropSource(super, name+"_slot", name+"_pub", name+"_acct")
-		super.Close(context.Background())
-	})
-	if _, err := super.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, ver int NOT NULL);
-		INSERT INTO %s SELECT g, 0 FROM generate_series(1, %d) g`, table, table, rows)); err != nil {
-		t.Fatal(err)
-	}
+	super, name, table := processSource(ctx, t, "kp", rows)
 	brokers := k.Brokers[0]
 	ingestAdmin := freePort(t)
 	ing := startChild(t, bin, "ingest", "ingest", "--source", pgURL, "--kafka", brokers, "--topic", name, "--partitions", "3",

@@ -26,7 +26,11 @@ func ingestFlags(args []string, stderr io.Writer) (ingestnode.Config, string, er
 	fs.StringVar(&tables, "tables", os.Getenv("FRESHET_TABLES"), "schema.table,... for a publication created here; empty: FOR ALL TABLES [FRESHET_TABLES]")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 0), "WAL heartbeat interval, keeps regions' watermarks fresh on an idle origin; default 50ms [FRESHET_HEARTBEAT]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
+	buildKafkaSecurity := kafkaFlags(fs, &c.KafkaSecurity)
 	if err := fs.Parse(args); err != nil {
+		return c, "", err
+	}
+	if err := buildKafkaSecurity(); err != nil {
 		return c, "", err
 	}
 	c.Brokers, c.Tables = brokers(kafkaList), brokers(tables)

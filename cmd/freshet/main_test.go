@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/freshetdb/freshet/connectors/kafka"
 	"github.com/freshetdb/freshet/internal/front"
 )
 
@@ -43,6 +44,10 @@ func TestRun(t *testing.T) {
 			wantCode: 2, wantStderr: "a TLS certificate needs its key"},
 		{name: "serve: a negative statement timeout is refused", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--statement-timeout", "-1s"},
 			wantCode: 2, wantStderr: "must not be negative"},
+		{name: "ingest: SASL PLAIN without TLS is refused", args: []string{"ingest", "--source", "postgres://h/db", "--kafka", "k:9092", "--kafka-sasl", "plain", "--kafka-user", "u", "--kafka-password", "p"},
+			wantCode: 2, wantStderr: "SASL PLAIN sends the password in the clear"},
+		{name: "serve: SASL needs a password", args: []string{"serve", "--region", "eu", "--kafka", "k:9092", "--origin", "postgres://h/db", "--kafka-sasl", "scram-sha-512", "--kafka-user", "u"},
+			wantCode: 2, wantStderr: "needs a user and a password"},
 		{name: "help lists ingest and serve", args: []string{"help"}, wantCode: 0, wantStdout: "serve      a regional node"},
 		{name: "unknown command is an error", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
 	}
@@ -102,6 +107,27 @@ func TestClientFlags(t *testing.T) {
 	for name, got := range map[string]front.Clients{"up": up.Clients, "serve": serve.Clients} {
 		if got != want {
 			t.Errorf("%s: clients %+v, want %+v", name, got, want)
+		}
+	}
+}
+
+// TestKafkaSecurityFlags: the brokers' TLS and SASL flags reach the ingest
+// and the region alike.
+func TestKafkaSecurityFlags(t *testing.T) {
+	t.Setenv("FRESHET_KAFKA_PASSWORD", "secret")
+	flags := []string{"--kafka", "k:9093", "--kafka-tls", "--kafka-sasl", "scram-sha-512", "--kafka-user", "freshet"}
+	var stderr bytes.Buffer
+	ing, _, err := ingestFlags(append([]string{"--source", "postgres://h/db"}, flags...), &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, _, err := serveFlags(append([]string{"--region", "eu", "--origin", "postgres://h/db"}, flags...), &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sec := range map[string]kafka.Security{"ingest": ing.KafkaSecurity, "serve": reg.KafkaSecurity} {
+		if sec.TLS == nil || sec.SASL == nil || sec.SASL.Name() != "SCRAM-SHA-512" {
+			t.Errorf("%s: TLS %v, SASL %v; want TLS and SCRAM-SHA-512", name, sec.TLS != nil, sec.SASL)
 		}
 	}
 }

@@ -33,10 +33,14 @@ func serveFlags(args []string, stderr io.Writer) (region.Config, string, error) 
 	fs.BoolVar(&c.DebeziumFromBeginning, "debezium-from-beginning", envBool("FRESHET_DEBEZIUM_FROM_BEGINNING"), "with --debezium-topics: a region with no stored offsets reads the topics from their start, not their end [FRESHET_DEBEZIUM_FROM_BEGINNING]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
 	checkClients := clientFlags(fs, &c.Clients)
+	buildKafkaSecurity := kafkaFlags(fs, &c.KafkaSecurity)
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}
 	if err := checkClients(); err != nil {
+		return c, "", err
+	}
+	if err := buildKafkaSecurity(); err != nil {
 		return c, "", err
 	}
 	c.Brokers = brokers(kafkaList)

@@ -36,6 +36,8 @@ type ConsumerConfig struct {
 	// written meanwhile is returned at once, so it costs no latency; a
 	// longer wait means fewer requests while idle. Default 500ms.
 	MaxWait time.Duration
+	// Security is TLS and SASL for the brokers; zero: plaintext.
+	Security Security
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -97,7 +99,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	return &Consumer{
 		cfg: cfg, log: log.With("topic", cfg.Topic, "region", cfg.Region),
-		client: regionClient(cfg.Brokers),
+		client: regionClient(cfg.Brokers, cfg.Security),
 		group:  regionGroup(cfg.Region),
 	}, nil
 }
@@ -280,7 +282,7 @@ func (c *Consumer) session(ctx context.Context, start []resumePoint) ([]resumePo
 // readPartition fetches one partition in order and hands each record to
 // the merge loop, waiting at records that went to every partition.
 func (c *Consumer) readPartition(ctx context.Context, p int, offset int64, out chan<- item) {
-	f, err := dialFetcher(ctx, c.cfg.Brokers, c.cfg.Topic, p, offset, c.cfg.MaxWait)
+	f, err := dialFetcher(ctx, fetchTarget{brokers: c.cfg.Brokers, topic: c.cfg.Topic, partition: p, dialer: c.cfg.Security.dialer(), maxWait: c.cfg.MaxWait}, offset)
 	if err != nil {
 		if ctx.Err() == nil {
 			send(ctx, out, item{partition: p, err: err})

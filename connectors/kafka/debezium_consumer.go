@@ -36,6 +36,8 @@ type DebeziumConfig struct {
 	// broker for the end of every partition and, when it has delivered
 	// everything up to them, delivers EventCaughtUp. Zero: never.
 	CaughtUpInterval time.Duration
+	// Security is TLS and SASL for the brokers; zero: plaintext.
+	Security Security
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -80,7 +82,7 @@ func NewDebeziumConsumer(cfg DebeziumConfig) (*DebeziumConsumer, error) {
 	}
 	return &DebeziumConsumer{
 		cfg: cfg, log: log.With("region", cfg.Region),
-		client: regionClient(cfg.Brokers),
+		client: regionClient(cfg.Brokers, cfg.Security),
 		group:  regionGroup(cfg.Region),
 	}, nil
 }
@@ -316,7 +318,7 @@ func (c *DebeziumConsumer) readPartition(ctx context.Context, topic string, p in
 			return false
 		}
 	}
-	f, err := dialFetcher(ctx, c.cfg.Brokers, topic, p, offset, c.cfg.MaxWait)
+	f, err := dialFetcher(ctx, fetchTarget{brokers: c.cfg.Brokers, topic: topic, partition: p, dialer: c.cfg.Security.dialer(), maxWait: c.cfg.MaxWait}, offset)
 	if err != nil {
 		if ctx.Err() == nil {
 			send(debeziumItem{topic: topic, partition: p, err: err})

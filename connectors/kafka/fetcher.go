@@ -25,11 +25,7 @@ const fetchSlack = 10 * time.Second
 // fetchSlack more; a record appended while a fetch waits comes back at once
 // (MinBytes 1), so MaxWait costs no latency.
 type fetcher struct {
-	brokers   []string
-	topic     string
-	partition int
-	maxWait   time.Duration
-
+	fetchTarget
 	conn    *kafkago.Conn
 	unwatch func() bool
 	// resyncs, when set, counts the connections made again because
@@ -37,12 +33,21 @@ type fetcher struct {
 	resyncs *atomic.Uint64
 }
 
-// dialFetcher connects to the leader of topic/partition and positions the
-// connection at offset; an offset outside the log is
+// fetchTarget is the partition a fetcher reads and how.
+type fetchTarget struct {
+	brokers   []string
+	topic     string
+	partition int
+	dialer    *kafkago.Dialer
+	maxWait   time.Duration
+}
+
+// dialFetcher connects to the leader of the target partition and positions
+// the connection at offset; an offset outside the log is
 // kafkago.OffsetOutOfRange. The connection is closed when ctx ends, which
 // ends a fetch under way.
-func dialFetcher(ctx context.Context, brokers []string, topic string, partition int, offset int64, maxWait time.Duration) (*fetcher, error) {
-	f := &fetcher{brokers: brokers, topic: topic, partition: partition, maxWait: maxWait}
+func dialFetcher(ctx context.Context, t fetchTarget, offset int64) (*fetcher, error) {
+	f := &fetcher{fetchTarget: t}
 	if err := f.dial(ctx, offset); err != nil {
 		return nil, err
 	}
@@ -53,7 +58,7 @@ func (f *fetcher) dial(ctx context.Context, offset int64) error {
 	var conn *kafkago.Conn
 	err := errors.New("no brokers")
 	for _, b := range f.brokers {
-		if conn, err = kafkago.DialLeader(ctx, "tcp", b, f.topic, f.partition); err == nil {
+		if conn, err = f.dialer.DialLeader(ctx, "tcp", b, f.topic, f.partition); err == nil {
 			break
 		}
 	}

@@ -20,7 +20,7 @@ func newFetcherTopic(ctx context.Context, t *testing.T) (brokers []string, topic
 	t.Helper()
 	brokers = testenv.KafkaBrokers(t)
 	topic = testenv.UniqueName("freshet_fetcher")
-	if _, err := ensureTopic(ctx, regionClient(brokers), topic, 1, 1); err != nil {
+	if _, err := ensureTopic(ctx, regionClient(brokers, Security{}), topic, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	return brokers, topic
@@ -34,7 +34,7 @@ func TestFetcherLongPolls(t *testing.T) {
 	defer cancel()
 	brokers, topic := newFetcherTopic(ctx, t)
 
-	f, err := dialFetcher(ctx, brokers, topic, 0, 0, 100*time.Millisecond)
+	f, err := dialFetcher(ctx, fetchTarget{brokers: brokers, topic: topic, dialer: Security{}.dialer(), maxWait: 100 * time.Millisecond}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestFetcherLongPolls(t *testing.T) {
 	}
 	f.close()
 
-	f, err = dialFetcher(ctx, brokers, topic, 0, 0, 20*time.Second)
+	f, err = dialFetcher(ctx, fetchTarget{brokers: brokers, topic: topic, dialer: Security{}.dialer(), maxWait: 20 * time.Second}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestFetcherEndsWithContext(t *testing.T) {
 	defer cancel()
 	brokers, topic := newFetcherTopic(ctx, t)
 	fctx, stop := context.WithCancel(ctx)
-	f, err := dialFetcher(fctx, brokers, topic, 0, 0, time.Minute)
+	f, err := dialFetcher(fctx, fetchTarget{brokers: brokers, topic: topic, dialer: Security{}.dialer(), maxWait: time.Minute}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestFetcherOffsetOutsideLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	brokers, topic := newFetcherTopic(ctx, t)
-	_, err := dialFetcher(ctx, brokers, topic, 0, 42, time.Second)
+	_, err := dialFetcher(ctx, fetchTarget{brokers: brokers, topic: topic, dialer: Security{}.dialer(), maxWait: time.Second}, 42)
 	if !errors.Is(err, kafkago.OffsetOutOfRange) {
 		t.Fatalf("dial at offset 42 of an empty partition: %v, want OffsetOutOfRange", err)
 	}
@@ -130,7 +130,7 @@ func TestFetcherResyncsAfterRecordsTakenForEmpty(t *testing.T) {
 		return recordsAtHighWaterMark(r.(*kmsg.FetchRequest), []byte("x")), nil, true
 	})
 
-	f, err := dialFetcher(ctx, brokers, topic, 0, 0, 100*time.Millisecond)
+	f, err := dialFetcher(ctx, fetchTarget{brokers: brokers, topic: topic, dialer: Security{}.dialer(), maxWait: 100 * time.Millisecond}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

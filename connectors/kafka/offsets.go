@@ -112,8 +112,8 @@ func logBounds(ctx context.Context, c *kafkago.Client, topic string, n int) (fir
 
 // regionClient is the client a region consumer uses for metadata and
 // offsets.
-func regionClient(brokers []string) *kafkago.Client {
-	return &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+func regionClient(brokers []string, sec Security) *kafkago.Client {
+	return sec.client(brokers, 10*time.Second)
 }
 
 // regionGroup is the consumer group under which a region stores its

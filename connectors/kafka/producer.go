@@ -48,6 +48,8 @@ type ProducerConfig struct {
 	QueueBatches int
 	// WriteTimeout bounds one attempt to write to the broker. Default 10s.
 	WriteTimeout time.Duration
+	// Security is TLS and SASL for the brokers; zero: plaintext.
+	Security Security
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -113,15 +115,15 @@ func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	addr := kafkago.TCP(cfg.Brokers...)
-	n, err := ensureTopic(ctx, &kafkago.Client{Addr: addr, Timeout: cfg.WriteTimeout}, cfg.Topic, cfg.Partitions, cfg.ReplicationFactor)
+	n, err := ensureTopic(ctx, cfg.Security.client(cfg.Brokers, cfg.WriteTimeout), cfg.Topic, cfg.Partitions, cfg.ReplicationFactor)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	p := &Producer{
 		cfg: cfg, log: log, partitions: n,
 		w: &kafkago.Writer{
-			Addr:         addr,
+			Addr:         kafkago.TCP(cfg.Brokers...),
+			Transport:    cfg.Security.transport(),
 			Topic:        cfg.Topic,
 			Balancer:     &balancer{},
 			RequiredAcks: kafkago.RequireAll, // the zero Writer would not wait for any ack

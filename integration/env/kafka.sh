@@ -24,24 +24,43 @@ kafka_jars() {
 }
 
 kafka_start() {
-	local dir=$1 t0 lib port cport kdir cluster pid
+	local dir=$1 t0 lib port cport sport kdir cluster pid secret
 	t0=$(now_ms)
 	lib=$(kafka_jars) || exit 1
 	port=$(free_port)
 	cport=$(free_port)
 	while [ "$cport" = "$port" ]; do cport=$(free_port); done
+	sport=$(free_port)
+	while [ "$sport" = "$port" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
 	kdir="$dir/kafka"
 	mkdir -p "$kdir/data"
+	# A second listener with TLS and SASL (PLAIN and SCRAM-SHA-512, user
+	# freshet) for the tests of freshet's Kafka security settings; the
+	# other tests use the plaintext one. The certificate is self-signed for
+	# 127.0.0.1 and its own root (FRESHET_TEST_KAFKA_CA).
+	need_packages /usr/bin/openssl openssl
+	secret=$(random_secret)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+		-subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		-keyout "$kdir/tls.key" -out "$kdir/tls.crt" >"$kdir/openssl.log" 2>&1 ||
+		{ cat "$kdir/openssl.log" >&2; die "openssl could not make the broker certificate"; }
+	cat "$kdir/tls.key" "$kdir/tls.crt" >"$kdir/keystore.pem"
+	chmod 600 "$kdir/tls.key" "$kdir/keystore.pem"
 
 	cat >"$kdir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$kdir/keystore.pem
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_freshet="$secret";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$kdir/data
 num.partitions=3
 default.replication.factor=1
@@ -64,7 +83,8 @@ EOF
 
 	cluster=$(java -cp "$lib/*" kafka.tools.StorageTool random-uuid 2>/dev/null) || die "kafka StorageTool random-uuid failed"
 	java -Dlog4j.configuration="file:$kdir/log4j.properties" -cp "$lib/*" kafka.tools.StorageTool \
-		format -t "$cluster" -c "$kdir/server.properties" >"$kdir/format.log" 2>&1 ||
+		format -t "$cluster" -c "$kdir/server.properties" \
+		--add-scram "SCRAM-SHA-512=[name=freshet,password=$secret]" >"$kdir/format.log" 2>&1 ||
 		{ cat "$kdir/format.log" >&2; die "kafka storage format failed"; }
 
 	# A small heap: a test broker, not a production one.
@@ -77,7 +97,13 @@ EOF
 	WAIT_PID=$pid WAIT_SECONDS=90 wait_until "$ENV_PROBE" kafka-ready -brokers "127.0.0.1:$port" ||
 		{ tail -n 20 "$kdir/server.log" "$kdir/stdout.log" >&2; die "Kafka did not become ready"; }
 
-	echo "export FRESHET_TEST_KAFKA_BROKERS='127.0.0.1:$port'" >"$dir/kafka.env"
+	{
+		echo "export FRESHET_TEST_KAFKA_BROKERS='127.0.0.1:$port'"
+		echo "export FRESHET_TEST_KAFKA_SECURE_BROKERS='127.0.0.1:$sport'"
+		echo "export FRESHET_TEST_KAFKA_USER='freshet'"
+		echo "export FRESHET_TEST_KAFKA_PASSWORD='$secret'"
+		echo "export FRESHET_TEST_KAFKA_CA='$kdir/tls.crt'"
+	} >"$dir/kafka.env"
 	log "Apache Kafka $(kafka_version) (KRaft) ready on 127.0.0.1:$port (pid $pid) in $(($(now_ms) - t0)) ms"
 }
 

@@ -36,6 +36,8 @@ type Config struct {
 	Name string
 	// Brokers are Kafka's bootstrap brokers. Required.
 	Brokers []string
+	// KafkaSecurity is TLS and SASL for the brokers; zero: plaintext.
+	KafkaSecurity kafka.Security
 	// Topic is the source's topic. Default "freshet." + Slot.
 	Topic string
 	// Partitions and ReplicationFactor apply when the topic is created.
@@ -192,7 +194,8 @@ func (n *Node) pause(ctx context.Context, backoff *time.Duration) bool {
 func (n *Node) runOnce(ctx context.Context, reader ingest.Source) error {
 	pctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout+10*time.Second)
 	prod, err := kafka.NewProducer(pctx, kafka.ProducerConfig{Brokers: n.cfg.Brokers, Topic: n.cfg.Topic,
-		Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor, WriteTimeout: n.cfg.WriteTimeout, Logger: n.log})
+		Partitions: n.cfg.Partitions, ReplicationFactor: n.cfg.ReplicationFactor, WriteTimeout: n.cfg.WriteTimeout,
+		Security: n.cfg.KafkaSecurity, Logger: n.log})
 	cancel()
 	if err != nil {
 		n.kafkaUp.Store(false)

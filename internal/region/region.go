@@ -30,6 +30,8 @@ type Config struct {
 	Region string
 	// Brokers are Kafka's bootstrap brokers. Required.
 	Brokers []string
+	// KafkaSecurity is TLS and SASL for the brokers; zero: plaintext.
+	KafkaSecurity kafka.Security
 	// Topic is the source's topic (freshet ingest's --topic). Required
 	// unless DebeziumTopics is set.
 	Topic string
@@ -185,13 +187,14 @@ func (n *Node) stream(m *materialize.Materializer) (*Handler, stream, error) {
 	cfg := n.cfg
 	if len(cfg.DebeziumTopics) == 0 {
 		h := NewHandler(m, cfg.Topic, n.log)
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Region: cfg.Region, Handler: h, Logger: n.log})
+		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cfg.Brokers, Topic: cfg.Topic, Region: cfg.Region, Handler: h,
+			Security: cfg.KafkaSecurity, Logger: n.log})
 		return h, c, err
 	}
 	estimate := cfg.DebeziumAssumeLag > 0
 	h := NewDebeziumHandler(m, cfg.Topic, estimate, n.log)
 	dc := kafka.DebeziumConfig{Brokers: cfg.Brokers, Topics: cfg.DebeziumTopics, Region: cfg.Region, Handler: h,
-		FromBeginning: cfg.DebeziumFromBeginning, Logger: n.log}
+		FromBeginning: cfg.DebeziumFromBeginning, Security: cfg.KafkaSecurity, Logger: n.log}
 	if estimate {
 		// Check often against the lag assumed, so the estimate's own age
 		// stays small next to it.

@@ -95,6 +95,26 @@ func KafkaBrokers(tb testing.TB) []string {
 	return strings.Split(lookup(tb, Kafka, "FRESHET_TEST_KAFKA_BROKERS"), ",")
 }
 
+// KafkaSecure is the test Kafka cluster's second listener, which takes
+// TLS with SASL (PLAIN and SCRAM-SHA-512) only.
+type KafkaSecure struct {
+	Brokers        []string
+	User, Password string
+	// CA is the listener's self-signed certificate, its own root.
+	CA string
+}
+
+// KafkaSecureListener is the test Kafka cluster's TLS and SASL listener.
+func KafkaSecureListener(tb testing.TB) KafkaSecure {
+	tb.Helper()
+	return KafkaSecure{
+		Brokers:  strings.Split(lookup(tb, Kafka, "FRESHET_TEST_KAFKA_SECURE_BROKERS"), ","),
+		User:     lookup(tb, Kafka, "FRESHET_TEST_KAFKA_USER"),
+		Password: lookup(tb, Kafka, "FRESHET_TEST_KAFKA_PASSWORD"),
+		CA:       lookup(tb, Kafka, "FRESHET_TEST_KAFKA_CA"),
+	}
+}
+
 // MySQLConn is a mysql:// URL taken apart for drivers that want the parts.
 type MySQLConn struct {
 	Addr     string // host:port
