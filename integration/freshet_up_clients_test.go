@@ -3,7 +3,11 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"net"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +160,73 @@ func TestOriginTLSFollowsTheURL(t *testing.T) {
 				t.Fatalf("the origin backend's connection uses TLS: %v, want %v", ssl, tt.wantTLS)
 			}
 		})
+	}
+}
+
+// TestFreshetUpVerifiedAuthCaches: with an auth user in session mode
+// (--auth-url), freshet checks the password itself and the reads are
+// still cached, per role as always.
+func TestFreshetUpVerifiedAuthCaches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
+		cfg.Clients = front.Clients{AuthURL: testenv.PostgresURL(t)}
+	})
+	if _, err := pgx.Connect(ctx, withPassword(f.url(), "wrong")); pgCode(err) != "28P01" {
+		t.Fatalf("wrong password: %v, want 28P01", err)
+	}
+	c := mustConnect(ctx, t, f.url())
+	m := f.node.Materializer()
+	before := m.Stats().Hits
+	q := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
+	for range 3 {
+		var v int
+		if err := c.QueryRow(ctx, q, 4).Scan(&v); err != nil || v != 4 {
+			t.Fatalf("read: %d, %v", v, err)
+		}
+	}
+	if hits := m.Stats().Hits - before; hits < 2 {
+		t.Fatalf("%d cache hits of 3 reads with verified authentication, want at least 2", hits)
+	}
+}
+
+// TestFreshetUpUnixSocket: --listen given a socket path serves clients
+// that name its directory and port, as libpq's do, cached reads included,
+// and a socket file left behind by a process that is gone is replaced.
+func TestFreshetUpUnixSocket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, ".s.PGSQL.6499")
+	stale, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	_ = stale.Close() // the file stays, nothing answers
+	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
+		cfg.Listen = sock
+	})
+	u, err := url.Parse(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	dsn := fmt.Sprintf("host=%s port=6499 user=%s password=%s dbname=%s sslmode=disable", dir, u.User.Username(), pw, strings.TrimPrefix(u.Path, "/"))
+	c := mustConnect(ctx, t, dsn)
+	if _, ok := c.PgConn().Conn().(*net.UnixConn); !ok {
+		t.Fatalf("connection is %T, not a Unix socket", c.PgConn().Conn())
+	}
+	m := f.node.Materializer()
+	before := m.Stats().Hits
+	q := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
+	for range 3 {
+		var v int
+		if err := c.QueryRow(ctx, q, 9).Scan(&v); err != nil || v != 9 {
+			t.Fatalf("read over the socket: %d, %v", v, err)
+		}
+	}
+	if hits := m.Stats().Hits - before; hits < 2 {
+		t.Fatalf("%d cache hits of 3 reads over the socket, want at least 2", hits)
 	}
 }

@@ -20,7 +20,7 @@ func upFlags(args []string, stderr io.Writer) (embedded.Config, string, error) {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Origin, "origin", os.Getenv("FRESHET_ORIGIN"), "origin PostgreSQL URL; the role needs REPLICATION, and superuser to create the publication [FRESHET_ORIGIN]")
-	fs.StringVar(&c.Listen, "listen", envOr("FRESHET_LISTEN", "127.0.0.1:6432"), "address for PostgreSQL clients [FRESHET_LISTEN]")
+	fs.StringVar(&c.Listen, "listen", envOr("FRESHET_LISTEN", "127.0.0.1:6432"), "address for PostgreSQL clients: host:port, or a Unix socket path such as /run/freshet/.s.PGSQL.6432 (clients: host=/run/freshet port=6432) [FRESHET_LISTEN]")
 	fs.StringVar(&c.Slot, "slot", envOr("FRESHET_SLOT", "freshet"), "logical replication slot, created if missing [FRESHET_SLOT]")
 	fs.StringVar(&c.Publication, "publication", envOr("FRESHET_PUBLICATION", "freshet"), "publication, created FOR ALL TABLES if missing [FRESHET_PUBLICATION]")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", envInt("FRESHET_CACHE_BYTES", 256<<20), "cache memory budget, bytes [FRESHET_CACHE_BYTES]")

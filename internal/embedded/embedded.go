@@ -28,8 +28,8 @@ type Config struct {
 	// SELECT on the published tables, and superuser to create a FOR ALL
 	// TABLES publication (or an existing Publication). Required.
 	Origin string
-	// Listen is the address for PostgreSQL clients. Default
-	// 127.0.0.1:6432.
+	// Listen is the address for PostgreSQL clients: host:port, or the
+	// path of a Unix socket. Default 127.0.0.1:6432.
 	Listen string
 	// Slot and Publication are created when missing. Default "freshet".
 	Slot, Publication string

@@ -30,8 +30,8 @@ type Config struct {
 	// Origin is the origin PostgreSQL URL: the catalog, visibility checks
 	// and read-your-writes positions are read through it. Required.
 	Origin string
-	// Listen is the address for PostgreSQL clients. Default
-	// 127.0.0.1:6432.
+	// Listen is the address for PostgreSQL clients: host:port, or the
+	// path of a Unix socket. Default 127.0.0.1:6432.
 	Listen string
 	// Publication names the publication of the change stream: only reads
 	// of its tables are cached, read again with every catalog reload.
@@ -147,8 +147,8 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 	if f.srv, err = pgwire.New(wire); err != nil {
 		return nil, err
 	}
-	if f.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+	if f.ln, err = listen(cfg.Listen); err != nil {
+		return nil, err
 	}
 	return f, nil
 }

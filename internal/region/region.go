@@ -57,8 +57,8 @@ type Config struct {
 	// Publication is the ingest's publication: reads of its tables are
 	// cached. A region waits for it to exist. Default "freshet".
 	Publication string
-	// Listen is the address for PostgreSQL clients. Default
-	// 127.0.0.1:6432.
+	// Listen is the address for PostgreSQL clients: host:port, or the
+	// path of a Unix socket. Default 127.0.0.1:6432.
 	Listen string
 	// CacheBytes is the cache's memory budget. Default 256 MiB.
 	CacheBytes int64
