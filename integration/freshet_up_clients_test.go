@@ -44,17 +44,7 @@ func TestFreshetUpTLSAndLimits(t *testing.T) {
 	if _, ok := c1.PgConn().Conn().(*tls.Conn); !ok {
 		t.Fatalf("connection is %T, not TLS", c1.PgConn().Conn())
 	}
-	m := f.node.Materializer()
-	q := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
-	for range 3 {
-		var v int
-		if err := c1.QueryRow(ctx, q, 7).Scan(&v); err != nil || v != 7 {
-			t.Fatalf("read over TLS: %d, %v", v, err)
-		}
-	}
-	if hits := m.Stats().Hits; hits < 2 {
-		t.Errorf("%d cache hits over TLS, want at least 2 of 3 reads", hits)
-	}
+	readsAreCached(ctx, t, f, c1, 7)
 
 	mustConnect(ctx, t, verified)
 	if _, err := pgx.Connect(ctx, verified); pgCode(err) != pgwire.CodeTooManyConnections {
@@ -93,6 +83,23 @@ func TestFreshetUpTransactionPooling(t *testing.T) {
 	}
 	if p1, p2 := pid(c1), pid(c2); p1 != p2 {
 		t.Fatalf("clients taking turns ran on backends %d and %d; transaction pooling shares one", p1, p2)
+	}
+}
+
+// readsAreCached reads row id of the fixture's table t three times over c
+// and wants the last two served from the cache.
+func readsAreCached(ctx context.Context, t *testing.T, f *upFixture, c *pgx.Conn, id int) {
+	t.Helper()
+	m := f.node.Materializer()
+	before := m.Stats().Hits
+	for range 3 {
+		var v int
+		if err := c.QueryRow(ctx, "SELECT v FROM "+f.table("t")+" WHERE id = $1", id).Scan(&v); err != nil || v != id {
+			t.Fatalf("read of row %d: %d, %v", id, v, err)
+		}
+	}
+	if hits := m.Stats().Hits - before; hits < 2 {
+		t.Fatalf("%d cache hits of 3 reads, want at least 2", hits)
 	}
 }
 
@@ -175,19 +182,7 @@ func TestFreshetUpVerifiedAuthCaches(t *testing.T) {
 	if _, err := pgx.Connect(ctx, withPassword(f.url(), "wrong")); pgCode(err) != "28P01" {
 		t.Fatalf("wrong password: %v, want 28P01", err)
 	}
-	c := mustConnect(ctx, t, f.url())
-	m := f.node.Materializer()
-	before := m.Stats().Hits
-	q := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
-	for range 3 {
-		var v int
-		if err := c.QueryRow(ctx, q, 4).Scan(&v); err != nil || v != 4 {
-			t.Fatalf("read: %d, %v", v, err)
-		}
-	}
-	if hits := m.Stats().Hits - before; hits < 2 {
-		t.Fatalf("%d cache hits of 3 reads with verified authentication, want at least 2", hits)
-	}
+	readsAreCached(ctx, t, f, mustConnect(ctx, t, f.url()), 4)
 }
 
 // TestFreshetUpUnixSocket: --listen given a socket path serves clients
@@ -217,16 +212,5 @@ func TestFreshetUpUnixSocket(t *testing.T) {
 	if _, ok := c.PgConn().Conn().(*net.UnixConn); !ok {
 		t.Fatalf("connection is %T, not a Unix socket", c.PgConn().Conn())
 	}
-	m := f.node.Materializer()
-	before := m.Stats().Hits
-	q := "SELECT v FROM " + f.table("t") + " WHERE id = $1"
-	for range 3 {
-		var v int
-		if err := c.QueryRow(ctx, q, 9).Scan(&v); err != nil || v != 9 {
-			t.Fatalf("read over the socket: %d, %v", v, err)
-		}
-	}
-	if hits := m.Stats().Hits - before; hits < 2 {
-		t.Fatalf("%d cache hits of 3 reads over the socket, want at least 2", hits)
-	}
+	readsAreCached(ctx, t, f, c, 9)
 }
