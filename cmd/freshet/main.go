@@ -9,9 +9,6 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -23,7 +20,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "version", "--version":
-		fmt.Fprintln(stdout, "freshet", version)
+		fmt.Fprintln(stdout, "freshet", versionString())
 		return 0
 	case "help", "-h", "--help":
 		usage(stdout)

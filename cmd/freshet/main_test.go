@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,25 @@ func TestKafkaSecurityFlags(t *testing.T) {
 		if sec.TLS == nil || sec.SASL == nil || sec.SASL.Name() != "SCRAM-SHA-512" {
 			t.Errorf("%s: TLS %v, SASL %v; want TLS and SCRAM-SHA-512", name, sec.TLS != nil, sec.SASL)
 		}
+	}
+}
+
+// TestVCSSuffix: the version names the commit a binary was built from, and
+// whether the checkout had changes.
+func TestVCSSuffix(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{"no VCS information", nil, ""},
+		{"a clean checkout", []debug.BuildSetting{{Key: "vcs.revision", Value: "0dfd2d7aa11bb22cc33dd"}, {Key: "vcs.modified", Value: "false"}}, " (0dfd2d7aa11b)"},
+		{"a modified checkout", []debug.BuildSetting{{Key: "vcs.revision", Value: "0dfd2d7"}, {Key: "vcs.modified", Value: "true"}}, " (0dfd2d7, modified)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := vcsSuffix(tt.settings); got != tt.want {
+				t.Fatalf("vcsSuffix = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
