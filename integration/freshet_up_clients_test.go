@@ -62,12 +62,7 @@ func TestFreshetUpTransactionPooling(t *testing.T) {
 	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
 		cfg.Clients = front.Clients{AuthURL: testenv.PostgresURL(t), TransactionPooling: true}
 	})
-	u, err := url.Parse(testenv.PostgresReplURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = f.addr
-	good := u.String()
+	good := withHost(testenv.PostgresReplURL(t), f.addr)
 	if _, err := pgx.Connect(ctx, withPassword(good, "wrong")); pgCode(err) != "28P01" {
 		t.Fatalf("wrong password: %v, want 28P01", err)
 	}

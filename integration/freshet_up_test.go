@@ -102,13 +102,7 @@ func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Ho
 func (f *upFixture) table(short string) string { return f.name + "_" + short }
 
 // url is the superuser's URL pointed at freshet.
-func (f *upFixture) url() string {
-	u := testenv.PostgresURL(f.t)
-	at := strings.Index(u, "@")
-	rest := u[at+1:]
-	end := strings.IndexAny(rest, "/?")
-	return u[:at+1] + f.addr + rest[end:]
-}
+func (f *upFixture) url() string { return withHost(testenv.PostgresURL(f.t), f.addr) }
 
 func (f *upFixture) connect(ctx context.Context) *pgx.Conn {
 	f.t.Helper()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/serve/pgwire"
 )
@@ -20,12 +21,16 @@ type proxy struct {
 }
 
 // startProxy starts a front end on a loopback port; a nil cfg.Connector is
-// filled in with the test origin over plain TCP. It stops when the test
-// ends.
+// filled in with the test origin, reached as its URL says (plaintext). It
+// stops when the test ends.
 func startProxy(t testing.TB, cfg pgwire.Config) *proxy {
 	t.Helper()
 	if cfg.Connector == nil {
-		origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: originAddr(t)})
+		dialing, err := front.OriginDialing(testenv.PostgresURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		origin, err := postgres.NewOrigin(dialing)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,16 +74,6 @@ func startPooledProxy(t testing.TB, cfg pgwire.Config) (*proxy, *postgres.Origin
 	t.Cleanup(pool.Close)
 	cfg.Verifiers, cfg.Pool = aq, pool
 	return startProxy(t, cfg), pool
-}
-
-// originAddr is host:port of the test PostgreSQL.
-func originAddr(t testing.TB) string {
-	t.Helper()
-	u, err := url.Parse(testenv.PostgresURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
 }
 
 // url rewrites a test-environment URL to go through the proxy.

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/serve/pgwire"
 	"github.com/jackc/pgx/v5"
 )
@@ -324,8 +325,11 @@ func createDB(ctx context.Context, super string) (string, func(), error) {
 }
 
 func startFreshet(ctx context.Context, dbURL string, eventLoop bool) (string, func(), error) {
-	u, _ := url.Parse(dbURL)
-	origin, err := postgres.NewOrigin(postgres.OriginConfig{Addr: u.Host})
+	dialing, err := front.OriginDialing(dbURL)
+	if err != nil {
+		return "", nil, err
+	}
+	origin, err := postgres.NewOrigin(dialing)
 	if err != nil {
 		return "", nil, err
 	}
