@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,21 @@ type upFixture struct {
 	super *pgx.Conn
 	node  *embedded.Node
 	addr  string
+
+	stopOnce sync.Once
+	stop     context.CancelFunc
+	done     chan error
+	runErr   error
+}
+
+// stopNode stops the node as SIGTERM stops `freshet up`, and returns
+// what Run returned, once it did.
+func (f *upFixture) stopNode() error {
+	f.stopOnce.Do(func() {
+		f.stop()
+		f.runErr = <-f.done
+	})
+	return f.runErr
 }
 
 // startUp creates the tables with ddl ({name} is the unique prefix) and
@@ -69,10 +85,10 @@ func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Ho
 	runCtx, stop := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	f.stop, f.done = stop, done
 	go func() { done <- node.Run(runCtx, func(addr string) { ready <- addr }) }()
 	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
+		if err := f.stopNode(); err != nil {
 			t.Errorf("freshet: %v", err)
 		}
 		bg := context.Background()
@@ -91,6 +107,7 @@ func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Ho
 	select {
 	case f.addr = <-ready:
 	case err := <-done:
+		done <- err // for the cleanup's stopNode
 		t.Fatalf("freshet up: %v", err)
 	case <-ctx.Done():
 		t.Fatal("freshet up did not start")

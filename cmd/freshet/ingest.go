@@ -56,7 +56,7 @@ func ingest(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "ingest", err, 2)
 	}
-	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }); err != nil {
+	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }, nil); err != nil {
 		return fail(stderr, "ingest", err, 1)
 	}
 	if err := node.Run(p.ctx); err != nil {

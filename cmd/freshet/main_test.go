@@ -93,7 +93,8 @@ func TestClientFlags(t *testing.T) {
 	t.Setenv("FRESHET_MAX_CLIENT_CONNS", "7")
 	t.Setenv("FRESHET_POOL_MODE", "transaction")
 	want := front.Clients{TLSCert: "c.pem", TLSKey: "k.pem", RequireTLS: true, MaxConns: 50, MaxMessageBytes: 1 << 20,
-		IdleTimeout: time.Minute, StatementTimeout: 3 * time.Second, AuthURL: "postgres://auth@h/db", TransactionPooling: true}
+		IdleTimeout: time.Minute, StatementTimeout: 3 * time.Second, AuthURL: "postgres://auth@h/db", TransactionPooling: true,
+		ShutdownTimeout: 10 * time.Second}
 	flags := []string{"--origin", "postgres://h/db", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--require-tls",
 		"--max-client-conns", "50", "--max-message-bytes", "1048576", "--idle-timeout", "1m", "--auth-url", "postgres://auth@h/db"}
 	var stderr bytes.Buffer
@@ -109,6 +110,10 @@ func TestClientFlags(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: clients %+v, want %+v", name, got, want)
 		}
+	}
+	up, _, err = upFlags(append(flags, "--shutdown-timeout", "1m30s"), &stderr)
+	if err != nil || up.Clients.ShutdownTimeout != 90*time.Second {
+		t.Errorf("--shutdown-timeout 1m30s: %v, err %v", up.Clients.ShutdownTimeout, err)
 	}
 }
 

@@ -35,17 +35,22 @@ func newProcess(name string, stderr io.Writer) *process {
 	return &process{name: name, log: slog.New(slog.NewTextHandler(stderr, nil)), reg: reg, ctx: ctx, stop: stop}
 }
 
-// serveAdmin serves /metrics and /status on addr; empty addr: none.
-func (p *process) serveAdmin(addr string, status func() any) error {
+// serveAdmin serves /metrics, /status and, with ready set, /ready on
+// addr; empty addr: none.
+func (p *process) serveAdmin(addr string, status func() any, ready func() error) error {
 	if addr == "" {
 		return nil
 	}
-	s, err := admin.Listen(addr, admin.Handler(p.reg, status))
+	s, err := admin.Listen(addr, admin.Handler(p.reg, status, ready))
 	if err != nil {
 		return err
 	}
 	p.admin = s
-	p.log.Info("admin endpoint", "addr", s.Addr(), "paths", "/metrics /status")
+	paths := "/metrics /status"
+	if ready != nil {
+		paths += " /ready"
+	}
+	p.log.Info("admin endpoint", "addr", s.Addr(), "paths", paths)
 	return nil
 }
 

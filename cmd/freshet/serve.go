@@ -31,7 +31,7 @@ func serveFlags(args []string, stderr io.Writer) (region.Config, string, error) 
 	fs.StringVar(&dbzTopics, "debezium-topics", os.Getenv("FRESHET_DEBEZIUM_TOPICS"), "Debezium table topics (prefix.schema.table,...) to read instead of --topic; such a region has no staleness bound and tunnels every read unless --debezium-assume-lag [FRESHET_DEBEZIUM_TOPICS]")
 	fs.DurationVar(&c.DebeziumAssumeLag, "debezium-assume-lag", envDuration("FRESHET_DEBEZIUM_ASSUME_LAG", 0), "with --debezium-topics: serve cached reads while every partition is read to its end and the newest change committed within this long; an estimate, NOT a bound (Kafka Connect may hold changes). Replaces --staleness-bound; 0: off [FRESHET_DEBEZIUM_ASSUME_LAG]")
 	fs.BoolVar(&c.DebeziumFromBeginning, "debezium-from-beginning", envBool("FRESHET_DEBEZIUM_FROM_BEGINNING"), "with --debezium-topics: a region with no stored offsets reads the topics from their start, not their end [FRESHET_DEBEZIUM_FROM_BEGINNING]")
-	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
+	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics, /status and /ready (the readiness probe: 200 while serving clients, 503 while starting or draining) on; empty: none [FRESHET_METRICS]")
 	checkClients := clientFlags(fs, &c.Clients)
 	buildKafkaSecurity := kafkaFlags(fs, &c.KafkaSecurity)
 	if err := fs.Parse(args); err != nil {
@@ -78,7 +78,7 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "serve", err, 2)
 	}
-	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }); err != nil {
+	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }, node.Ready); err != nil {
 		return fail(stderr, "serve", err, 1)
 	}
 	if err := node.Run(p.ctx, nil); err != nil {

@@ -27,7 +27,7 @@ func upFlags(args []string, stderr io.Writer) (embedded.Config, string, error) {
 	fs.DurationVar(&c.StalenessBound, "staleness-bound", envDuration("FRESHET_STALENESS_BOUND", 5*time.Second), "past this replication lag, reads go to the origin [FRESHET_STALENESS_BOUND]")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 50*time.Millisecond), "WAL heartbeat, keeps the watermark fresh on an idle origin [FRESHET_HEARTBEAT]")
 	fs.StringVar(&c.RefreshURL, "refresh-url", os.Getenv("FRESHET_REFRESH_URL"), "login that re-executes hot invalidated reads (a member of the client roles); empty: no refresh-ahead [FRESHET_REFRESH_URL]")
-	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
+	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics, /status and /ready (the readiness probe: 200 while serving clients, 503 while starting or draining) on; empty: none [FRESHET_METRICS]")
 	checkClients := clientFlags(fs, &c.Clients)
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
@@ -80,7 +80,7 @@ func up(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "up", err, 2)
 	}
-	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }); err != nil {
+	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }, node.Ready); err != nil {
 		return fail(stderr, "up", err, 1)
 	}
 	if err := node.Run(p.ctx, nil); err != nil {

@@ -1,6 +1,7 @@
 // Package admin serves a node's HTTP endpoints: Prometheus /metrics from
-// the registry the node's parts registered on, and /status, the node's
-// own JSON report (what `freshet status` will read).
+// the registry the node's parts registered on, /status, the node's own
+// JSON report (what `freshet status` will read), and for nodes serving
+// clients /ready, their readiness probe.
 package admin
 
 import (
@@ -15,8 +16,21 @@ import (
 )
 
 // Handler serves /metrics from g and /status as the JSON of status().
-func Handler(g prometheus.Gatherer, status func() any) http.Handler {
+// With ready set it also serves /ready, a load balancer's readiness
+// probe: 200 while ready returns nil, else 503 and the reason.
+func Handler(g prometheus.Gatherer, status func() any, ready func() error) http.Handler {
 	mux := http.NewServeMux()
+	if ready != nil {
+		mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if err := ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintln(w, err)
+				return
+			}
+			_, _ = fmt.Fprintln(w, "ready")
+		})
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

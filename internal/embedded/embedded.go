@@ -64,11 +64,12 @@ type Config struct {
 
 // Node is one embedded freshet.
 type Node struct {
-	cfg  Config
-	log  *slog.Logger
-	addr string
-	m    atomic.Pointer[materialize.Materializer]
-	pipe atomic.Pointer[ingest.Pipeline]
+	cfg   Config
+	log   *slog.Logger
+	addr  string
+	m     atomic.Pointer[materialize.Materializer]
+	front atomic.Pointer[front.Front]
+	pipe  atomic.Pointer[ingest.Pipeline]
 }
 
 // New validates cfg.
@@ -109,6 +110,15 @@ func New(cfg Config) (*Node, error) {
 // statistics); nil before.
 func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
 
+// Ready is nil while the node serves clients, its /ready probe: not
+// while it starts, nor once it begins to stop.
+func (n *Node) Ready() error {
+	if f := n.front.Load(); f != nil {
+		return f.Ready()
+	}
+	return front.ErrStarting
+}
+
 // Run sets up the publication and slot, starts everything, calls ready
 // with the listening address, and serves until ctx ends or a part fails.
 func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
@@ -137,6 +147,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	}
 	defer f.Close()
 	n.m.Store(f.M)
+	n.front.Store(f)
 	reader, err := postgres.NewReader(pcfg)
 	if err != nil {
 		return err
@@ -154,7 +165,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	parts := []front.Part{
 		{Name: "ingest", Run: pipe.Run},
 		{Name: "materializer", Run: func(ctx context.Context) error { return f.M.Run(ctx, sub) }},
-		{Name: "front end", Run: f.Serve},
+		{Name: "front end", Run: f.Serve, Drain: f.Drain},
 	}
 	started := func() {
 		n.log.Info("freshet up", "listen", f.Addr(), "origin", n.addr, "slot", cfg.Slot,

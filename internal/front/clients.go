@@ -36,6 +36,13 @@ type Clients struct {
 	// TransactionPooling lends a client an origin connection only for a
 	// transaction. Needs AuthURL. Reads are then relayed, never cached.
 	TransactionPooling bool
+	// ShutdownTimeout is how long a stopping node drains its clients:
+	// it accepts no more and ends each session at its next transaction
+	// boundary (an idle one at once) with 57P01, as PostgreSQL's fast
+	// shutdown does, so a request in flight is answered and an open
+	// transaction may finish. Sessions left at the end are closed (their
+	// transactions roll back). 0: close every session at once.
+	ShutdownTimeout time.Duration
 }
 
 // clientSide is what Clients add to a pgwire.Config, and what must be
@@ -54,7 +61,7 @@ func (c Clients) Validate() error {
 		return errors.New("requiring TLS needs a certificate and key (--tls-cert, --tls-key)")
 	case c.TransactionPooling && c.AuthURL == "":
 		return errors.New("transaction pooling needs an auth user (--auth-url): an origin connection lent to another client must not skip the origin's authentication")
-	case c.MaxConns < 0 || c.MaxMessageBytes < 0 || c.IdleTimeout < 0 || c.StatementTimeout < 0:
+	case c.MaxConns < 0 || c.MaxMessageBytes < 0 || c.IdleTimeout < 0 || c.StatementTimeout < 0 || c.ShutdownTimeout < 0:
 		return errors.New("client limits and timeouts must not be negative")
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -70,6 +71,35 @@ type Front struct {
 	srv     *pgwire.Server
 	ln      net.Listener
 	closed  sync.Once
+	drain   time.Duration
+	log     *slog.Logger
+	// state is what Ready reports: starting, serving or stopping.
+	state atomic.Int32
+}
+
+const (
+	starting int32 = iota
+	serving
+	stopping
+)
+
+// Errors Ready returns.
+var (
+	ErrStarting = errors.New("starting: not serving clients yet")
+	ErrStopping = errors.New("stopping: accepting no clients, draining sessions")
+)
+
+// Ready is the front end's answer to a readiness probe: nil from the time
+// it serves clients until it begins to drain or close, so that a load
+// balancer sends new clients only to a node that takes them.
+func (f *Front) Ready() error {
+	switch f.state.Load() {
+	case serving:
+		return nil
+	case stopping:
+		return ErrStopping
+	}
+	return ErrStarting
 }
 
 // OriginDialing is how the relayed client sessions reach the origin, as
@@ -109,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:6432"
 	}
-	f = &Front{}
+	f = &Front{drain: cfg.Clients.ShutdownTimeout, log: log}
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -186,14 +216,41 @@ func publishedLoader(loader materialize.CatalogLoader, cfg Config, pool *pgxpool
 // Addr is the address clients connect to.
 func (f *Front) Addr() string { return f.ln.Addr().String() }
 
-// Serve serves clients until ctx ends or Close.
-func (f *Front) Serve(ctx context.Context) error { return f.srv.Serve(ctx, f.ln) }
+// Serve serves clients until ctx ends, Drain or Close.
+func (f *Front) Serve(ctx context.Context) error {
+	f.state.CompareAndSwap(starting, serving)
+	if err := f.srv.Serve(ctx, f.ln); !errors.Is(err, pgwire.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Drain stops accepting clients and ends each session at its next
+// transaction boundary, for at most the Clients' ShutdownTimeout, then
+// closes what is left (pgwire.Server.Shutdown). Without a timeout it
+// does nothing: Close ends every session at once.
+func (f *Front) Drain(ctx context.Context) {
+	f.state.Store(stopping)
+	if f.drain <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.drain)
+	defer cancel()
+	start, clients := time.Now(), f.srv.Clients()
+	f.log.Info("draining client sessions", "clients", clients, "timeout", f.drain)
+	if err := f.srv.Shutdown(ctx); err != nil {
+		f.log.Warn("shutdown timeout: client sessions still in a transaction were closed", "timeout", f.drain)
+		return
+	}
+	f.log.Info("client sessions drained", "clients", clients, "took", time.Since(start).Round(time.Millisecond))
+}
 
 // Close stops serving and releases everything Open took; it may be
 // called more than once.
 func (f *Front) Close() { f.closed.Do(f.close) }
 
 func (f *Front) close() {
+	f.state.Store(stopping)
 	if f.srv != nil {
 		_ = f.srv.Close()
 	}

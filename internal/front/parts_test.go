@@ -58,3 +58,34 @@ func TestRunParts(t *testing.T) {
 		})
 	}
 }
+
+// A node asked to stop drains while every part still runs, and only then
+// ends them.
+func TestRunPartsDrainsFirst(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	fed := make(chan struct{})
+	var fedDuringDrain, drained bool
+	parts := []Part{
+		{Name: "materializer", Run: func(ctx context.Context) error {
+			for {
+				select {
+				case fed <- struct{}{}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}},
+		{Name: "front end", Run: blockUntilDone, Drain: func(ctx context.Context) {
+			<-fed // the other part still runs
+			fedDuringDrain = ctx.Err() == nil
+			drained = true
+		}},
+	}
+	err := RunParts(ctx, parts, cancel, nil)
+	if err != nil {
+		t.Fatalf("err = %v, want nil", err)
+	}
+	if !drained || !fedDuringDrain {
+		t.Fatalf("drained %v, parts running during the drain %v; want both", drained, fedDuringDrain)
+	}
+}

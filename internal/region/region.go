@@ -86,6 +86,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	m        atomic.Pointer[materialize.Materializer]
+	front    atomic.Pointer[front.Front]
 	consumer atomic.Pointer[stream]
 	handler  atomic.Pointer[Handler]
 }
@@ -151,6 +152,15 @@ func New(cfg Config) (*Node, error) {
 // before.
 func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
 
+// Ready is nil while the node serves clients, its /ready probe: not
+// while it starts, nor once it begins to stop.
+func (n *Node) Ready() error {
+	if f := n.front.Load(); f != nil {
+		return f.Ready()
+	}
+	return front.ErrStarting
+}
+
 // Run waits for the publication, starts the front end and the consumer,
 // calls ready with the listening address, and serves until ctx ends or a
 // part fails. The cache starts empty and serves nothing before the first
@@ -177,6 +187,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		return fmt.Errorf("region: %w", err)
 	}
 	n.m.Store(f.M)
+	n.front.Store(f)
 	n.handler.Store(h)
 	n.consumer.Store(&c)
 	return n.serve(ctx, f, c, ready, len(published))
@@ -230,7 +241,7 @@ func (n *Node) tables(ctx context.Context) ([]string, error) {
 func (n *Node) serve(ctx context.Context, f *front.Front, c stream, ready func(string), tables int) error {
 	parts := []front.Part{
 		{Name: "kafka consumer", Run: c.Run},
-		{Name: "front end", Run: f.Serve},
+		{Name: "front end", Run: f.Serve, Drain: f.Drain},
 		{Name: "materializer", Run: func(ctx context.Context) error { f.M.Background(ctx); return nil }},
 	}
 	started := func() {

@@ -47,6 +47,17 @@ func (r *keyRegistry) remove(s *session) {
 	}
 }
 
+// sessions are the registered sessions.
+func (r *keyRegistry) sessions() []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*session, 0, len(r.m))
+	for _, s := range r.m {
+		out = append(out, s)
+	}
+	return out
+}
+
 func (r *keyRegistry) lookup(pid uint32, secret []byte) *session {
 	r.mu.Lock()
 	s := r.m[pid]

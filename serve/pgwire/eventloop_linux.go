@@ -35,6 +35,9 @@ type eventLoop struct {
 	mu     sync.Mutex
 	sides  map[int32]*loopSide
 	closed bool
+	// draining: the sessions go back to their pumps to be drained, not
+	// ended.
+	draining bool
 }
 
 // loopSession is a session while its sockets belong to the loop.
@@ -121,10 +124,22 @@ func (l *eventLoop) add(ls *loopSession) bool {
 	return true
 }
 
-// close hands every session back and stops the loop.
-func (l *eventLoop) close() {
+// close hands every session back to be ended and stops the loop.
+func (l *eventLoop) close() { l.stop(false) }
+
+// drain hands every session back to its pumps, which go on, and stops
+// the loop.
+func (l *eventLoop) drain() { l.stop(true) }
+
+func (l *eventLoop) stop(drain bool) {
 	l.mu.Lock()
-	l.closed = true
+	if l.closed {
+		// Stopped already (or stopping): its wake descriptor may be
+		// closed, and its number another file's by now.
+		l.mu.Unlock()
+		return
+	}
+	l.closed, l.draining = true, drain
 	l.mu.Unlock()
 	var one [8]byte
 	one[0] = 1
@@ -149,7 +164,7 @@ func (l *eventLoop) run() {
 			l.mu.Lock()
 			l.closed = true
 			l.mu.Unlock()
-			l.handBackAll()
+			l.handBackAll(true)
 			return
 		}
 		woken := l.lookup(events[:n], sides)
@@ -159,8 +174,8 @@ func (l *eventLoop) run() {
 			}
 			sides[i] = nil
 		}
-		if woken && l.isClosed() {
-			l.handBackAll()
+		if closed, draining := l.state(); woken && closed {
+			l.handBackAll(!draining)
 			return
 		}
 	}
@@ -197,13 +212,13 @@ func (l *eventLoop) lookup(events []unix.EpollEvent, sides []*loopSide) (woken b
 	return woken
 }
 
-func (l *eventLoop) isClosed() bool {
+func (l *eventLoop) state() (closed, draining bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.closed
+	return l.closed, l.draining
 }
 
-func (l *eventLoop) handBackAll() {
+func (l *eventLoop) handBackAll(shutdown bool) {
 	l.mu.Lock()
 	var all []*loopSession
 	for _, sd := range l.sides {
@@ -213,7 +228,7 @@ func (l *eventLoop) handBackAll() {
 	}
 	l.mu.Unlock()
 	for _, ls := range all {
-		l.handBack(ls, true)
+		l.handBack(ls, shutdown)
 	}
 }
 
@@ -495,9 +510,10 @@ func (s *session) resume(ctx context.Context, res loopResult) bool {
 		return false
 	}
 	s.adopted = client
-	s.client, s.origin.Conn = client, origin
+	s.setClient(client)
+	s.origin.Conn = origin
 	size := s.srv.cfg.BufferSize
-	s.cr = bufio.NewReaderSize(after(res.fromClient, client), size)
+	s.cr = bufio.NewReaderSize(after(res.fromClient, &clientReader{conn: client, s: s}), size)
 	s.origin.Reader = bufio.NewReaderSize(after(res.fromOrigin, &originReader{s: s, conn: origin}), size)
 	// The pumps write what is pending, each its own direction, so
 	// neither waits on a peer that waits on the other.

@@ -76,12 +76,16 @@ func runSession(t testing.TB, cfg Config, prep func(proxyClient *net.TCPConn), c
 	}
 	oc := &OriginConn{Conn: proxyOrigin, Reader: bufio.NewReader(proxyOrigin), TxStatus: 'I'}
 	startup := &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}}
-	sess = newSession(srv, proxyClient, bufio.NewReaderSize(proxyClient, srv.cfg.BufferSize), oc, startup)
+	rd := &clientReader{conn: proxyClient}
+	sess = newSession(srv, proxyClient, bufio.NewReaderSize(rd, srv.cfg.BufferSize), oc, startup)
+	rd.s = sess
 	if check != nil {
 		check(sess)
 	}
 	done = make(chan struct{})
+	srv.wg.Add(1) // as serveConn's session: Close and Shutdown wait for it
 	go func() {
+		defer srv.wg.Done()
 		defer close(done)
 		sess.run(context.Background())
 		_ = proxyClient.Close()

@@ -104,6 +104,12 @@ func (f *fakeConnector) Cancel(context.Context, BackendKey) error {
 	return nil
 }
 
+func (f *fakeConnector) cancelCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cancels
+}
+
 var _ io.ReadWriteCloser = (*scriptConn)(nil)
 
 // fakePool never holds anything: every attach connects anew.

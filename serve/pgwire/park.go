@@ -81,7 +81,7 @@ func plainSocket(c net.Conn) bool {
 // asks it.
 func (s *session) readyToPark(r *bufio.Reader) bool {
 	p := &s.park
-	return p.ok && p.pumpHit >= p.after && r.Buffered() == 0 && s.loopIdle()
+	return p.ok && p.pumpHit >= p.after && r.Buffered() == 0 && s.loopIdle() && !s.srv.draining.Load()
 }
 
 // loopIdle is cacheIdle without waiting, plus what the loop cannot do:

@@ -111,7 +111,7 @@ func (s *session) pumpClient(ctx context.Context) error {
 					continue
 				}
 			}
-			if s.poolKey != "" {
+			if !s.unsynced.Load() {
 				s.unsynced.Store(true)
 			}
 			if s.cache != nil && (typ == 'B' || typ == 'D') {
@@ -138,13 +138,28 @@ func (s *session) peekClient(r *bufio.Reader) ([]byte, error) {
 		if s.originGone.Load() {
 			return nil, errOriginGone
 		}
+		if s.drainable() {
+			return nil, errDrained
+		}
+		s.awaitingRequest = r.Buffered() == 0
 		hdr, err := r.Peek(5)
+		s.awaitingRequest = false
 		if err == nil {
+			if s.drainable() {
+				// Refused unread, as a backend ending just as it came.
+				return nil, errDrained
+			}
 			return hdr, nil
 		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() || s.originGone.Load() {
 			return nil, s.clientErr(err)
+		}
+		if s.srv.draining.Load() {
+			// A drain's poke: look again at the boundary. Clearing the
+			// deadline before looking misses no later poke.
+			_ = s.client.SetReadDeadline(time.Time{})
+			continue
 		}
 		if s.busy() || idle == 0 {
 			continue

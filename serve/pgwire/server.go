@@ -17,6 +17,9 @@ type Server struct {
 	keys    *keyRegistry
 	clients atomic.Int64
 
+	// draining is set by Shutdown: sessions end at their next boundary.
+	draining atomic.Bool
+
 	mu     sync.Mutex
 	closed bool
 	lns    map[net.Listener]struct{}
@@ -57,7 +60,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() {
+			if s.isClosed() || s.draining.Load() {
 				return ErrServerClosed
 			}
 			if ctx.Err() != nil {
@@ -124,7 +127,7 @@ func (s *Server) untrack(ln net.Listener) {
 func (s *Server) trackConn(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.draining.Load() {
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -166,7 +169,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 func (s *Server) eventLoop() *eventLoop {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.loopFailed {
+	if s.closed || s.loopFailed || s.draining.Load() {
 		return nil
 	}
 	if s.loop == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,15 @@ import (
 
 // session is one client connection past startup and its origin backend.
 type session struct {
-	srv    *Server
-	client net.Conn
-	cr     *bufio.Reader // reads client
-	origin *OriginConn
-	who    materialize.Session
+	srv      *Server
+	clientMu sync.Mutex // guards replacing client against a drain's poke
+	client   net.Conn
+	cr       *bufio.Reader // reads client
+	// awaitingRequest is set while the client pump waits for a request
+	// with nothing buffered: only that wait may end at a drain's poke.
+	awaitingRequest bool
+	origin          *OriginConn
+	who             materialize.Session
 
 	pid    uint32 // freshet's BackendKeyData
 	secret [4]byte
@@ -115,7 +120,7 @@ func (s *session) accountClient(typ byte) {
 		s.unsynced.Store(false)
 		s.requestSent()
 	case 'P', 'B', 'D', 'E', 'C', 'H':
-		if s.poolKey != "" {
+		if !s.unsynced.Load() {
 			s.unsynced.Store(true)
 		}
 	}
@@ -236,7 +241,13 @@ func (s *session) requestSent() {
 // readyForQuery records a relayed ReadyForQuery.
 func (s *session) readyForQuery(status byte) {
 	s.txStatus.Store(uint32(status))
-	if s.ready.Add(1) >= s.sent.Load() && s.stmtTimer != nil {
+	if s.ready.Add(1) < s.sent.Load() {
+		return
+	}
+	if s.stmtTimer != nil {
 		s.stmtTimer.Stop()
+	}
+	if status == 'I' && s.srv.draining.Load() {
+		s.pokeClient() // a boundary: the client pump ends the session
 	}
 }

@@ -136,7 +136,8 @@ func (s *Server) negotiate(ctx context.Context, raw net.Conn) (net.Conn, *pgprot
 // authenticate opens the client's origin backend through the Connector,
 // relaying the origin's authentication, and greets the client.
 func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgproto3.StartupMessage, isTLS bool) (*session, error) {
-	br := bufio.NewReaderSize(conn, s.cfg.BufferSize)
+	rd := &clientReader{conn: conn}
+	br := bufio.NewReaderSize(rd, s.cfg.BufferSize)
 	ca := &clientAuth{conn: conn, r: br, tls: isTLS, max: s.cfg.MaxMessageSize}
 	var origin *OriginConn
 	var err error
@@ -157,6 +158,7 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 		return nil, err
 	}
 	sess := newSession(s, conn, br, origin, startup)
+	rd.s = sess
 	greeting := append(authOK, origin.Greeting...)
 	if tx != nil {
 		// The greeting's backend goes straight back to the pool.
