@@ -36,6 +36,13 @@ type regionNode struct {
 // until every region has a watermark past the tables' creation.
 func startKafkaRegions(t *testing.T, tables []string, ddl string, n int, bound time.Duration) *kafkaFixture {
 	t.Helper()
+	return startKafkaRegionsWith(t, tables, ddl, n, bound, nil)
+}
+
+// startKafkaRegionsWith is startKafkaRegions with a last word on the
+// ingest's Config.
+func startKafkaRegionsWith(t *testing.T, tables []string, ddl string, n int, bound time.Duration, setup func(*ingestnode.Config)) *kafkaFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	f := &kafkaFixture{t: t, name: testenv.UniqueName("kr"), brokers: testenv.KafkaBrokers(t)}
@@ -67,11 +74,15 @@ func startKafkaRegions(t *testing.T, tables []string, ddl string, n int, bound t
 		testenv.DropSource(super, f.name+"_slot", f.name+"_pub", names...)
 		super.Close(context.Background())
 	})
-	f.ingest, err = ingestnode.New(ingestnode.Config{
+	icfg := ingestnode.Config{
 		Source: testenv.PostgresURL(t), Brokers: f.brokers, Topic: f.name, Partitions: 3,
 		Slot: f.name + "_slot", Publication: f.name + "_pub", Tables: qualified,
 		Heartbeat: 20 * time.Millisecond, StatusInterval: 100 * time.Millisecond, MinBackoff: 100 * time.Millisecond,
-	})
+	}
+	if setup != nil {
+		setup(&icfg)
+	}
+	f.ingest, err = ingestnode.New(icfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,17 +187,46 @@ func (m *Materializer) checkCatalog(ctx context.Context) {
 	if err := m.loadRoleDefaults(ctx); err != nil && ctx.Err() == nil {
 		m.log.Warn("periodic reload of role defaults failed", "err", err)
 	}
+	if err := m.adoptIfChanged(ctx); err != nil && ctx.Err() == nil {
+		m.log.Warn("periodic catalog reload failed", "err", err)
+	}
+}
+
+// adoptIfChanged loads the catalog and adopts it if it changed.
+func (m *Materializer) adoptIfChanged(ctx context.Context) error {
 	cat, err := m.cfg.Loader.LoadCatalog(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("periodic catalog reload failed", "err", err)
-		}
+		return err
+	}
+	if !reflect.DeepEqual(cat, m.memo.Load().cat) {
+		m.adopt(cat)
+	}
+	return nil
+}
+
+// followCatalog reloads the catalog after a catalog change in the stream
+// (DDL, GRANT or REVOKE, marked by the origin's event trigger), before
+// the watermark passes it: what the change affects is dropped as a
+// periodic reload drops it, but at the change's position, so no read
+// served as fresh past it predates it. A reload that fails stops caching
+// until one succeeds.
+func (m *Materializer) followCatalog(ctx context.Context) {
+	if m.cfg.Loader == nil {
+		m.reload.Store(true)
+		m.log.Error("catalog change without a catalog loader: caching stays off")
 		return
 	}
-	if reflect.DeepEqual(cat, m.memo.Load().cat) {
+	err := m.loadRoleDefaults(ctx)
+	if err == nil {
+		err = m.adoptIfChanged(ctx)
+	}
+	if err != nil {
+		m.reload.Store(true)
+		m.log.Error("catalog reload after a catalog change failed: caching stays off until the next one", "err", err)
 		return
 	}
-	m.adopt(cat)
+	m.stats.catalogFollowed.Add(1)
+	m.reload.Store(false)
 }
 
 // adopt makes cat the catalog statements are analyzed against, and drops
@@ -514,15 +543,19 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 		return fmt.Errorf("wait for visibility: %w", err)
 	}
 	var inv Invalidation
-	schema := false
+	schema, catalog := false, false
 	for i := range b.Changes {
 		if h := m.cfg.Hooks.BeforeChange; h != nil {
 			h()
 		}
 		c := &b.Changes[i]
-		if c.Op == schemas.OpSchemaChange {
+		switch c.Op {
+		case schemas.OpSchemaChange:
 			m.reload.Store(true)
 			schema = true
+		case schemas.OpCatalogChange:
+			catalog = true // the reload finds what it changed
+			continue
 		}
 		n := len(inv.Fallback)
 		m.ix.apply(c, &inv)
@@ -545,8 +578,11 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	if m.ix.appliedSince() >= pruneEvery {
 		m.ix.prune()
 	}
-	if schema {
+	switch {
+	case schema:
 		m.reloadCatalog(ctx)
+	case catalog:
+		m.followCatalog(ctx)
 	}
 	if h := m.cfg.Hooks.BeforeAdvance; h != nil {
 		h(b)

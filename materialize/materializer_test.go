@@ -2,6 +2,7 @@ package materialize
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"sync"
@@ -730,5 +731,44 @@ func TestCatalogChangeOfOtherRelationsKeepsEntries(t *testing.T) {
 	if s, p := testutil.ToFloat64(h.m.metrics.catalog.WithLabelValues("scoped")),
 		testutil.ToFloat64(h.m.metrics.catalog.WithLabelValues("purge")); s != 3 || p != 1 {
 		t.Fatalf("freshet_catalog_changes_total scoped %v purge %v, want 3 and 1", s, p)
+	}
+}
+
+type failingLoader struct{}
+
+func (failingLoader) LoadCatalog(context.Context) (analyze.Catalog, error) {
+	return nil, errors.New("origin unreachable")
+}
+
+// TestCatalogChangeInStreamReloads: a catalog change in the stream (the
+// origin's DDL event trigger) reloads the catalog before the batch's
+// marker moves the watermark: an unchanged catalog keeps the cache, a
+// changed one drops what it affects at once, and a reload that fails stops
+// caching.
+func TestCatalogChangeInStreamReloads(t *testing.T) {
+	loader := &swapLoader{cat: testCatalog}
+	h := newHarness(t, Config{Loader: loader})
+	q := h.query("SELECT v FROM t WHERE id = 1")
+	h.fill(q, "r")
+	h.apply(schemas.Change{Op: schemas.OpCatalogChange})
+	if _, ok := h.hit(q); !ok {
+		t.Fatal("a catalog change that changed nothing dropped the entry")
+	}
+	loader.set(analyze.SnapshotData{Schemas: []string{"public"}}) // t dropped
+	var servedAtAdvance bool
+	h.m.cfg.Hooks.BeforeAdvance = func(*ingest.Batch) { _, servedAtAdvance = h.hit(q) }
+	h.apply(schemas.Change{Op: schemas.OpCatalogChange})
+	h.m.cfg.Hooks.BeforeAdvance = nil
+	if servedAtAdvance {
+		t.Fatal("the entry was still served when the watermark passed the catalog change")
+	}
+	if s := h.m.Stats(); s.CatalogFollowed != 2 {
+		t.Fatalf("CatalogFollowed = %d, want 2", s.CatalogFollowed)
+	}
+
+	f := newHarness(t, Config{Loader: failingLoader{}})
+	f.apply(schemas.Change{Op: schemas.OpCatalogChange})
+	if _, _, bypass := f.m.Get(context.Background(), q); bypass != BypassReload {
+		t.Fatalf("after a failed reload: bypass = %q, want %q", bypass, BypassReload)
 	}
 }

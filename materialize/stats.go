@@ -9,6 +9,7 @@ type counters struct {
 	hits, misses, coalesced, fills, staleFills atomic.Uint64
 	changes, invalidated, fallbacks, resets    atomic.Uint64
 	catalogPurges, catalogScoped               atomic.Uint64
+	catalogFollowed                            atomic.Uint64
 	mu                                         sync.Mutex
 	bypassed                                   map[string]uint64
 }
@@ -40,6 +41,10 @@ type Stats struct {
 	// CatalogScoped are reloads that found only other relations changed
 	// and invalidated only what read them.
 	CatalogPurges, CatalogScoped uint64
+	// CatalogFollowed are catalog reloads made at a catalog change in the
+	// stream (the origin's DDL event trigger), before the watermark
+	// passed it.
+	CatalogFollowed uint64
 	// Bypassed counts cacheable reads sent to the origin unfilled, by
 	// reason.
 	Bypassed map[string]uint64
@@ -53,7 +58,8 @@ func (m *Materializer) Stats() Stats {
 		Fills: c.fills.Load(), StaleFills: c.staleFills.Load(), Changes: c.changes.Load(),
 		Invalidated: c.invalidated.Load(), Fallbacks: c.fallbacks.Load(), Resets: c.resets.Load(),
 		CatalogPurges: c.catalogPurges.Load(), CatalogScoped: c.catalogScoped.Load(),
-		Bypassed: map[string]uint64{},
+		CatalogFollowed: c.catalogFollowed.Load(),
+		Bypassed:        map[string]uint64{},
 	}
 	c.mu.Lock()
 	for k, v := range c.bypassed {

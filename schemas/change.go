@@ -6,19 +6,22 @@ import "time"
 type Op string
 
 // The ops. Truncate carries no rows; a schema change carries the new
-// columns and no rows.
+// columns and no rows. A catalog change names no table: some DDL, GRANT
+// or REVOKE committed at its position (what it changed is for consumers
+// to read from the catalog).
 const (
-	OpCreate       Op = "c"
-	OpUpdate       Op = "u"
-	OpDelete       Op = "d"
-	OpTruncate     Op = "t"
-	OpSchemaChange Op = "s"
+	OpCreate        Op = "c"
+	OpUpdate        Op = "u"
+	OpDelete        Op = "d"
+	OpTruncate      Op = "t"
+	OpSchemaChange  Op = "s"
+	OpCatalogChange Op = "k"
 )
 
 // Valid reports whether op is one of the known ops.
 func (op Op) Valid() bool {
 	switch op {
-	case OpCreate, OpUpdate, OpDelete, OpTruncate, OpSchemaChange:
+	case OpCreate, OpUpdate, OpDelete, OpTruncate, OpSchemaChange, OpCatalogChange:
 		return true
 	}
 	return false
@@ -41,7 +44,8 @@ type Column struct {
 	Key bool
 }
 
-// Change is one row change, truncate or schema change of one table.
+// Change is one row change, truncate or schema change of one table, or a
+// catalog change.
 //
 // Before and After, when present, have one value per entry of Columns, in
 // that order. A value is nil for SQL NULL, Unchanged for a value the source

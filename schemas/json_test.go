@@ -58,6 +58,7 @@ func goldenCases(t *testing.T) map[string]schemas.Change {
 		"op_delete_null":          change(schemas.OpDelete, two, []any{int64(7), nil}, nil),
 		"op_truncate":             change(schemas.OpTruncate, nil, nil, nil),
 		"op_schema_change":        change(schemas.OpSchemaChange, three, nil, nil),
+		"op_catalog_change":       {Source: "origin", Op: schemas.OpCatalogChange, Position: pos, Seq: 3, TxID: 771, CommitTime: commitTime},
 		"family_bool":             one(fam("v", "bool", 16, schemas.FamilyBool, ""), true),
 		"family_float":            one(fam("v", "float8", 701, schemas.FamilyFloat, ""), 1.5e-7),
 		"family_float_infinity":   one(fam("v", "float8", 701, schemas.FamilyFloat, ""), float64Inf()),

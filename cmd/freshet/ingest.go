@@ -24,6 +24,7 @@ func ingestFlags(args []string, stderr io.Writer) (ingestnode.Config, string, er
 	fs.StringVar(&c.Slot, "slot", envOr("FRESHET_SLOT", "freshet"), "logical replication slot, created if missing [FRESHET_SLOT]")
 	fs.StringVar(&c.Publication, "publication", envOr("FRESHET_PUBLICATION", "freshet"), "publication, created if missing [FRESHET_PUBLICATION]")
 	fs.StringVar(&tables, "tables", os.Getenv("FRESHET_TABLES"), "schema.table,... for a publication created here; empty: FOR ALL TABLES [FRESHET_TABLES]")
+	fs.BoolVar(&c.DDLTrigger, "ddl-trigger", envBoolOr("FRESHET_DDL_TRIGGER", true), "create (when missing, as a superuser) the event trigger that marks DDL, GRANT and REVOKE in the change stream, and reload the catalog at each; false: notice them at the periodic catalog reload [FRESHET_DDL_TRIGGER]")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 0), "WAL heartbeat interval, keeps regions' watermarks fresh on an idle origin; default 50ms [FRESHET_HEARTBEAT]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics and /status on; empty: none [FRESHET_METRICS]")
 	buildKafkaSecurity := kafkaFlags(fs, &c.KafkaSecurity)

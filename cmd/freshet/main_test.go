@@ -157,3 +157,21 @@ func TestVCSSuffix(t *testing.T) {
 		})
 	}
 }
+
+// TestDDLTriggerFlag: `freshet up` and `freshet ingest` follow the DDL
+// event trigger unless told not to, by flag or environment.
+func TestDDLTriggerFlag(t *testing.T) {
+	var stderr bytes.Buffer
+	up, _, err := upFlags([]string{"--origin", "postgres://h/db"}, &stderr)
+	if err != nil || !up.DDLTrigger {
+		t.Fatalf("up by default: DDLTrigger %v, err %v; want true", up.DDLTrigger, err)
+	}
+	ing, _, err := ingestFlags([]string{"--source", "postgres://h/db", "--kafka", "k:9092", "--ddl-trigger=false"}, &stderr)
+	if err != nil || ing.DDLTrigger {
+		t.Fatalf("ingest --ddl-trigger=false: DDLTrigger %v, err %v; want false", ing.DDLTrigger, err)
+	}
+	t.Setenv("FRESHET_DDL_TRIGGER", "false")
+	if up, _, err = upFlags([]string{"--origin", "postgres://h/db"}, &stderr); err != nil || up.DDLTrigger {
+		t.Fatalf("up with FRESHET_DDL_TRIGGER=false: DDLTrigger %v, err %v; want false", up.DDLTrigger, err)
+	}
+}

@@ -26,6 +26,7 @@ func upFlags(args []string, stderr io.Writer) (embedded.Config, string, error) {
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", envInt("FRESHET_CACHE_BYTES", 256<<20), "cache memory budget, bytes [FRESHET_CACHE_BYTES]")
 	fs.DurationVar(&c.StalenessBound, "staleness-bound", envDuration("FRESHET_STALENESS_BOUND", 5*time.Second), "past this replication lag, reads go to the origin [FRESHET_STALENESS_BOUND]")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", envDuration("FRESHET_HEARTBEAT", 50*time.Millisecond), "WAL heartbeat, keeps the watermark fresh on an idle origin [FRESHET_HEARTBEAT]")
+	fs.BoolVar(&c.DDLTrigger, "ddl-trigger", envBoolOr("FRESHET_DDL_TRIGGER", true), "create (when missing, as a superuser) the event trigger that marks DDL, GRANT and REVOKE in the change stream, and reload the catalog at each; false: notice them at the periodic catalog reload [FRESHET_DDL_TRIGGER]")
 	fs.StringVar(&c.RefreshURL, "refresh-url", os.Getenv("FRESHET_REFRESH_URL"), "login that re-executes hot invalidated reads (a member of the client roles); empty: no refresh-ahead [FRESHET_REFRESH_URL]")
 	fs.StringVar(&metrics, "metrics", os.Getenv("FRESHET_METRICS"), "address to serve /metrics, /status and /ready (the readiness probe: 200 while serving clients, 503 while starting or draining) on; empty: none [FRESHET_METRICS]")
 	checkClients := clientFlags(fs, &c.Clients)
@@ -62,9 +63,16 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
-func envBool(name string) bool {
+func envBool(name string) bool { return envBoolOr(name, false) }
+
+// envBoolOr is the boolean in the environment variable name, or def
+// when it is unset or not a boolean.
+func envBoolOr(name string, def bool) bool {
 	v, err := strconv.ParseBool(os.Getenv(name))
-	return err == nil && v
+	if err != nil {
+		return def
+	}
+	return v
 }
 
 // up runs `freshet up` until SIGINT or SIGTERM.

@@ -25,12 +25,13 @@ const (
 )
 
 // broadcast reports whether c has no single key and must go to every
-// partition: a truncate or schema change concerns the whole table, and an
+// partition: a truncate or schema change concerns the whole table, a
+// catalog change any table, and an
 // update that changes the primary key concerns two keys that may hash to
 // different partitions.
 func broadcast(c *schemas.Change) bool {
 	switch c.Op {
-	case schemas.OpTruncate, schemas.OpSchemaChange:
+	case schemas.OpTruncate, schemas.OpSchemaChange, schemas.OpCatalogChange:
 		return true
 	case schemas.OpUpdate:
 		if c.Before == nil {

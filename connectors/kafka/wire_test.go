@@ -30,6 +30,7 @@ func TestBroadcast(t *testing.T) {
 		{"delete", schemas.Change{Op: schemas.OpDelete, Columns: wireCols, Before: []any{int64(1), schemas.Absent}}, false},
 		{"truncate", schemas.Change{Op: schemas.OpTruncate}, true},
 		{"schema change", schemas.Change{Op: schemas.OpSchemaChange, Columns: wireCols}, true},
+		{"catalog change", schemas.Change{Op: schemas.OpCatalogChange}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -82,11 +82,30 @@ func msgStreamCommit(xid uint32, commit, end uint64) []byte {
 
 func msgStreamAbort(xid, subxid uint32) []byte { return u32(u32([]byte{'A'}, xid), subxid) }
 
+func msgLogical(xid uint32, inStream, transactional bool, prefix, content string) []byte {
+	b := []byte{'M'}
+	if inStream {
+		b = u32(b, xid)
+	}
+	flags := byte(0)
+	if transactional {
+		flags = 1
+	}
+	b = cstr(u64(append(b, flags), 0x20), prefix)
+	return append(u32(b, uint32(len(content))), content...)
+}
+
 // feed runs msgs through an assembler and returns the committed
 // transactions.
 func feed(t *testing.T, msgs ...[]byte) ([]*ingest.Transaction, error) {
 	t.Helper()
-	a := newAssembler("origin")
+	return feedDDL(t, false, msgs...)
+}
+
+// feedDDL is feed with the DDL event trigger's messages followed or not.
+func feedDDL(t *testing.T, ddl bool, msgs ...[]byte) ([]*ingest.Transaction, error) {
+	t.Helper()
+	a := newAssembler("origin", ddl)
 	var out []*ingest.Transaction
 	for _, m := range msgs {
 		parsed, err := a.parse(m, 2)
@@ -220,7 +239,7 @@ func FuzzAssembler(f *testing.F) {
 	f.Add(join(msgBegin(0x10, 1), msgRelation(0, false, 1, "id", "v"), msgInsert(0, false, 1, "1", "TOAST"), msgCommit(0x10, 0x18)))
 	f.Add(join(msgStreamStart(7, true), msgRelation(7, true, 1, "id"), msgInsert(8, true, 1, "1"), msgStreamStop(), msgStreamAbort(7, 8), msgStreamCommit(7, 1, 2)))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		a := newAssembler("origin")
+		a := newAssembler("origin", false)
 		for len(in) > 0 {
 			n := int(in[0])
 			in = in[1:]
@@ -235,4 +254,53 @@ func FuzzAssembler(f *testing.F) {
 			_, _ = a.handle(msg)
 		}
 	})
+}
+
+// The DDL event trigger's message becomes a catalog change in its
+// transaction, in order, streamed or not; other messages, and the
+// trigger's when not followed, change nothing.
+func TestAssemblerDDLMessages(t *testing.T) {
+	plain := [][]byte{
+		msgBegin(0x90, 900),
+		msgRelation(0, false, 1, "id", "v"),
+		msgInsert(0, false, 1, "1", "10"),
+		msgLogical(0, false, true, DDLPrefix, "GRANT"),
+		msgLogical(0, false, true, "someone_else", "x"),
+		msgCommit(0x90, 0x98),
+	}
+	streamed := [][]byte{
+		msgStreamStart(700, true),
+		msgLogical(700, true, true, DDLPrefix, "ALTER TABLE"),
+		msgStreamStop(),
+		msgStreamCommit(700, 0xa0, 0xa8),
+	}
+	tests := []struct {
+		name string
+		ddl  bool
+		msgs [][]byte
+		want []schemas.Op
+	}{
+		{"followed", true, plain, []schemas.Op{schemas.OpCreate, schemas.OpCatalogChange}},
+		{"not followed", false, plain, []schemas.Op{schemas.OpCreate}},
+		{"streamed", true, streamed, []schemas.Op{schemas.OpCatalogChange}},
+		{"non-transactional", true, [][]byte{msgBegin(0x90, 900), msgLogical(0, false, false, DDLPrefix, "GRANT"), msgCommit(0x90, 0x98)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			txs, err := feedDDL(t, tt.ddl, tt.msgs...)
+			if err != nil || len(txs) != 1 {
+				t.Fatalf("%d transactions, err %v; want 1", len(txs), err)
+			}
+			var got []schemas.Op
+			for _, c := range txs[0].Changes {
+				got = append(got, c.Op)
+				if c.Op == schemas.OpCatalogChange && (c.Table != "" || c.Position.IsZero()) {
+					t.Errorf("catalog change %+v: want no table and the commit position", c)
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ops %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

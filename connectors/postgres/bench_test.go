@@ -63,7 +63,7 @@ func captureLoad(b *testing.B) [][]byte {
 type replaySource struct{ msgs [][]byte }
 
 func (s replaySource) Stream(ctx context.Context, _ schemas.Position, out ingest.Emitter) error {
-	a := newAssembler("bench")
+	a := newAssembler("bench", false)
 	for _, m := range s.msgs {
 		msg, err := a.parse(m, 1)
 		if err != nil {

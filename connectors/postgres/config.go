@@ -44,6 +44,12 @@ type Config struct {
 	// LagBytes, when set, receives each slot lag measurement in bytes: a
 	// prometheus.Gauge registered on the caller's registry fits.
 	LagBytes interface{ Set(float64) }
+	// DDLTrigger makes Setup create an event trigger (when missing) that
+	// writes a message into the WAL at the end of every DDL command, GRANT
+	// and REVOKE included, and makes the stream report each as a catalog
+	// change at the command's commit position. Without it consumers see
+	// such changes only when they reload the catalog.
+	DDLTrigger bool
 	// ProtoVersion forces a pgoutput protocol version (1 or 2). Zero picks
 	// 2, with streaming of large in-progress transactions, on PostgreSQL
 	// 14 and later, else 1.

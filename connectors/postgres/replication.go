@@ -79,7 +79,7 @@ func (r *Reader) Stream(ctx context.Context, from schemas.Position, out ingest.E
 	if err := r.checkSlot(slot, from); err != nil {
 		return err
 	}
-	s := &stream{r: r, conn: conn, out: out, asm: newAssembler(r.cfg.Name), proto: r.protoVersion(conn), floor: slot.confirmedFlush}
+	s := &stream{r: r, conn: conn, out: out, asm: newAssembler(r.cfg.Name, r.cfg.DDLTrigger), proto: r.protoVersion(conn), floor: slot.confirmedFlush}
 	cat := &keyLookup{url: r.cfg.URL}
 	defer cat.close(ctx)
 	s.asm.rels.keys = func(relid uint32) (map[string]bool, error) { return cat.primaryKey(ctx, relid) }

@@ -51,6 +51,7 @@ type SetupReport struct {
 	WALLevel           string
 	CreatedPublication bool
 	CreatedSlot        bool
+	CreatedDDLTrigger  bool
 	// SlotPosition is the slot's confirmed flush LSN (the consistent point
 	// of a slot just created).
 	SlotPosition schemas.LSN
@@ -81,6 +82,11 @@ func Setup(ctx context.Context, cfg Config, from schemas.Position) (*SetupReport
 	}
 	if rep.CreatedSlot, rep.SlotPosition, err = ensureSlot(ctx, conn, cfg, from); err != nil {
 		return nil, err
+	}
+	if cfg.DDLTrigger {
+		if rep.CreatedDDLTrigger, err = ensureDDLTrigger(ctx, conn, cfg); err != nil {
+			return nil, err
+		}
 	}
 	if rep.Tables, err = publishedTables(ctx, conn, cfg.Publication); err != nil {
 		return nil, err

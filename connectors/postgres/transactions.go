@@ -24,6 +24,7 @@ type openTx struct {
 // until Stream Commit, dropped on Stream Abort. Not safe for concurrent use.
 type assembler struct {
 	source string
+	ddl    bool // report the DDL event trigger's messages as catalog changes
 	rels   *relations
 	dec    *valueDecoder
 	rows   rowParser
@@ -35,9 +36,9 @@ type assembler struct {
 	streamXid uint32
 }
 
-func newAssembler(source string) *assembler {
+func newAssembler(source string, ddl bool) *assembler {
 	dec := newValueDecoder()
-	return &assembler{source: source, dec: dec, rels: newRelations(dec), streams: map[uint32]*openTx{}}
+	return &assembler{source: source, ddl: ddl, dec: dec, rels: newRelations(dec), streams: map[uint32]*openTx{}}
 }
 
 // maxSizeHint caps the room a new transaction gets for changes up front,
@@ -137,8 +138,12 @@ func (a *assembler) handle(msg pglogrepl.Message) (*ingest.Transaction, error) {
 		return nil, a.truncate(m, 0)
 	case *pglogrepl.TruncateMessageV2:
 		return nil, a.truncate(&m.TruncateMessage, m.Xid)
-	case *pglogrepl.OriginMessage, *pglogrepl.LogicalDecodingMessage, *pglogrepl.LogicalDecodingMessageV2:
-		// Origins need no action; messages are heartbeats, handled by the reader.
+	case *pglogrepl.LogicalDecodingMessage, *pglogrepl.LogicalDecodingMessageV2:
+		if _, xid, ok := ddlMessage(msg); ok && a.ddl {
+			return nil, a.catalogChange(xid)
+		}
+		// Others are heartbeats, handled by the reader, or not freshet's.
+	case *pglogrepl.OriginMessage:
 	default:
 		return nil, fmt.Errorf("%w: unexpected message %T", ErrProtocol, msg)
 	}

@@ -43,6 +43,11 @@ type Config struct {
 	// Heartbeat is how often a heartbeat is written into the WAL, so an
 	// idle origin keeps the watermark fresh. Default 50ms.
 	Heartbeat time.Duration
+	// DDLTrigger creates (when missing) the origin's event trigger that
+	// marks DDL, GRANT and REVOKE in the change stream, and follows it:
+	// the catalog is reloaded at each such change's position instead of
+	// at the next periodic reload. Creating it needs a superuser.
+	DDLTrigger bool
 	// CatalogInterval is how often the origin's catalog is reloaded to
 	// notice DDL without change events (a changed catalog purges the
 	// cache). Default 5s; negative disables.
@@ -124,7 +129,7 @@ func (n *Node) Ready() error {
 func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	cfg := n.cfg
 	pcfg := postgres.Config{URL: cfg.Origin, Name: "origin", Slot: cfg.Slot, Publication: cfg.Publication,
-		Tables: cfg.Tables, HeartbeatInterval: cfg.Heartbeat, Logger: n.log}
+		Tables: cfg.Tables, HeartbeatInterval: cfg.Heartbeat, DDLTrigger: cfg.DDLTrigger, Logger: n.log}
 	report, err := postgres.Setup(ctx, pcfg, schemas.Position{})
 	if err != nil {
 		return fmt.Errorf("embedded: %w", err)

@@ -54,6 +54,11 @@ type Config struct {
 	// an idle origin still sends progress markers to every region.
 	// Default 50ms.
 	Heartbeat time.Duration
+	// DDLTrigger creates (when missing) the origin's event trigger that
+	// marks DDL, GRANT and REVOKE in the change stream, and forwards those
+	// marks to the regions, which reload their catalogs at them. Creating
+	// it needs a superuser.
+	DDLTrigger bool
 	// StatusInterval is how often the slot is acknowledged. Default 1s.
 	StatusInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait before a new producer after
@@ -135,7 +140,8 @@ func (n *Node) Topic() string { return n.cfg.Topic }
 // and Run returns the *ingest.ResetError). Kafka failures never end it.
 func (n *Node) Run(ctx context.Context) error {
 	pcfg := postgres.Config{URL: n.cfg.Source, Name: n.cfg.Name, Slot: n.cfg.Slot, Publication: n.cfg.Publication,
-		Tables: n.cfg.Tables, HeartbeatInterval: n.cfg.Heartbeat, StatusInterval: n.cfg.StatusInterval, Logger: n.log}
+		Tables: n.cfg.Tables, HeartbeatInterval: n.cfg.Heartbeat, StatusInterval: n.cfg.StatusInterval, DDLTrigger: n.cfg.DDLTrigger,
+		Logger: n.log}
 	report, err := n.setup(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("ingestnode: %w", err)

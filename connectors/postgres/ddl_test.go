@@ -1,0 +1,81 @@
+package postgres_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/schemas"
+)
+
+// TestDDLTriggerMarksCatalogChanges: Setup with DDLTrigger (as a
+// superuser) leaves the event trigger in place, and the stream reports a
+// catalog change in the transaction of each DDL command (GRANT included),
+// run by any role, at its commit position and in commit order; row
+// changes and DDL on temporary objects bring none.
+func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := newFixture(t, "ddl")
+	f.exec(ctx, `CREATE TABLE `+f.table("ddl")+` (id int PRIMARY KEY)`)
+	f.cfg.URL, f.cfg.DDLTrigger = testenv.PostgresURL(t), true
+	if _, err := postgres.Setup(ctx, f.cfg, schemas.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	var triggers int
+	if err := f.super.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname = 'freshet_ddl' AND evtenabled = 'O'`).Scan(&triggers); err != nil || triggers != 1 {
+		t.Fatalf("%d enabled freshet_ddl event triggers (%v), want 1", triggers, err)
+	}
+	run := f.start(t, schemas.Position{})
+	f.exec(ctx, `INSERT INTO `+f.table("ddl")+` VALUES (1)`)
+	grant := ddlXid(ctx, t, f.super, `GRANT SELECT ON `+f.table("ddl")+` TO PUBLIC`)
+	alter := ddlXid(ctx, t, f.repl, `ALTER TABLE `+f.table("ddl")+` ADD COLUMN v int`) // not a superuser's
+	temp := ddlXid(ctx, t, f.repl, `CREATE TEMP TABLE `+f.table("scratch")+` (x int)`)
+	f.exec(ctx, `INSERT INTO `+f.table("ddl")+` VALUES (2)`)
+	got := run.collect(t, 30*time.Second, hasRow("ddl", 2))
+	var ops []schemas.Op
+	for _, c := range got {
+		switch {
+		case c.Op == schemas.OpCatalogChange && c.TxID == grant:
+			ops = append(ops, "grant")
+		case c.Op == schemas.OpCatalogChange && c.TxID == alter:
+			ops = append(ops, "alter")
+		case c.Op == schemas.OpCatalogChange && c.TxID == temp:
+			ops = append(ops, "temp")
+		case c.Op == schemas.OpCatalogChange && c.Table != "":
+			t.Fatalf("catalog change naming a table: %+v", c)
+		case c.Op == schemas.OpCreate && c.Table == f.table("ddl"):
+			ops = append(ops, "insert")
+		}
+	}
+	if want := []schemas.Op{"insert", "grant", "alter", "insert"}; !slices.Equal(ops, want) {
+		t.Fatalf("stream: %v, want %v", ops, want)
+	}
+}
+
+// ddlXid runs sql in a transaction of its own on c and returns its xid.
+func ddlXid(ctx context.Context, t *testing.T, c *pgx.Conn, sql string) uint32 {
+	t.Helper()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	var xid int64
+	if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return uint32(xid)
+}
