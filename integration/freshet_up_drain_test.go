@@ -203,6 +203,9 @@ func TestFreshetUpProcessDrainsOnSIGTERM(t *testing.T) {
 	up := startChild(t, bin, "up", "up", "--origin", testenv.PostgresURL(t), "--listen", listen, "--metrics", admin,
 		"--slot", name+"_slot", "--publication", name+"_pub", "--shutdown-timeout", "60s")
 	waitReady(ctx, t, admin, http.StatusOK, 60*time.Second)
+	if code, body := httpGet(ctx, t, "http://"+admin+"/queries"); code != http.StatusOK || !strings.HasPrefix(body, "[") {
+		t.Fatalf("/queries: %d %q, want a JSON list", code, body)
+	}
 
 	c := mustConnect(ctx, t, withHost(testenv.PostgresURL(t), listen))
 	tx, err := c.Begin(ctx)
@@ -262,4 +265,23 @@ func waitReady(ctx context.Context, t *testing.T, admin string, code int, within
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("/ready did not answer %d within %v; last: %s", code, within, last)
+}
+
+// httpGet returns the status and body of a GET of u.
+func httpGet(ctx context.Context, t *testing.T, u string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
 }

@@ -200,21 +200,9 @@ func regionTurnsStale(ctx context.Context, t *testing.T, addr string, within tim
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(body), "\nfreshet_region_stale{region=") || !strings.Contains(grepLines(string(body), "freshet_region_stale{"), "} 1") {
-		t.Errorf("region %s is stale in /status but its metrics do not say so:\n%s", addr, grepLines(string(body), "freshet_region_"))
+	_, body := httpGet(ctx, t, "http://"+addr+"/metrics")
+	if !strings.Contains(body, "\nfreshet_region_stale{region=") || !strings.Contains(grepLines(body, "freshet_region_stale{"), "} 1") {
+		t.Errorf("region %s is stale in /status but its metrics do not say so:\n%s", addr, grepLines(body, "freshet_region_"))
 	}
 }
 

@@ -83,7 +83,7 @@ func (m *Materializer) analyzeRequest(r *Request) *analyze.Result {
 // observe feeds an answer to the per-template statistics and to
 // refresh-ahead's heat.
 func (m *Materializer) observe(r *Request, res *analyze.Result, key []byte, a *Answer) {
-	m.templates.record(res.Fingerprint, a)
+	m.templates.record(res.Fingerprint, r.SQL, a)
 	if m.refresh != nil {
 		m.refresh.observe(m.cfg.Now, key, r, a)
 	}

@@ -542,6 +542,20 @@ func TestTemplateCounters(t *testing.T) {
 	if random.Reason == "" {
 		t.Errorf("random(): %+v", random)
 	}
+	qs := h.m.Queries()
+	want := []QueryStats{
+		{Query: "SELECT v FROM t WHERE id = $1", Hits: 1, Misses: 2, HitRatio: 1.0 / 3},
+		{Query: "SELECT random()", Bypassed: 1, Reason: random.Reason},
+	}
+	if len(qs) != len(want) {
+		t.Fatalf("Queries() = %+v, want %d templates", qs, len(want))
+	}
+	for i, w := range want {
+		w.Template = qs[i].Template
+		if qs[i] != w || len(w.Template) < 8 {
+			t.Errorf("Queries()[%d] = %+v, want %+v (most read first; constants never shown)", i, qs[i], w)
+		}
+	}
 }
 
 func TestEntrySet(t *testing.T) {

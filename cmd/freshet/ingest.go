@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/freshetdb/freshet/internal/admin"
 	"github.com/freshetdb/freshet/internal/ingestnode"
 )
 
@@ -57,7 +58,7 @@ func ingest(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "ingest", err, 2)
 	}
-	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }, nil); err != nil {
+	if err := p.serveAdmin(metricsAddr, admin.Endpoints{Status: func() any { return node.Status() }}); err != nil {
 		return fail(stderr, "ingest", err, 1)
 	}
 	if err := node.Run(p.ctx); err != nil {

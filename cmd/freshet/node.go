@@ -35,22 +35,17 @@ func newProcess(name string, stderr io.Writer) *process {
 	return &process{name: name, log: slog.New(slog.NewTextHandler(stderr, nil)), reg: reg, ctx: ctx, stop: stop}
 }
 
-// serveAdmin serves /metrics, /status and, with ready set, /ready on
-// addr; empty addr: none.
-func (p *process) serveAdmin(addr string, status func() any, ready func() error) error {
+// serveAdmin serves the node's admin endpoints on addr; empty addr: none.
+func (p *process) serveAdmin(addr string, e admin.Endpoints) error {
 	if addr == "" {
 		return nil
 	}
-	s, err := admin.Listen(addr, admin.Handler(p.reg, status, ready))
+	s, err := admin.Listen(addr, admin.Handler(p.reg, e))
 	if err != nil {
 		return err
 	}
 	p.admin = s
-	paths := "/metrics /status"
-	if ready != nil {
-		paths += " /ready"
-	}
-	p.log.Info("admin endpoint", "addr", s.Addr(), "paths", paths)
+	p.log.Info("admin endpoint", "addr", s.Addr(), "paths", e.Paths())
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/freshetdb/freshet/internal/admin"
 	"github.com/freshetdb/freshet/internal/region"
 )
 
@@ -78,7 +79,8 @@ func serve(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "serve", err, 2)
 	}
-	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }, node.Ready); err != nil {
+	if err := p.serveAdmin(metricsAddr, admin.Endpoints{Status: func() any { return node.Status() }, Ready: node.Ready,
+		Queries: func() any { return node.Queries() }}); err != nil {
 		return fail(stderr, "serve", err, 1)
 	}
 	if err := node.Run(p.ctx, nil); err != nil {

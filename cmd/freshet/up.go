@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/freshetdb/freshet/internal/admin"
 	"github.com/freshetdb/freshet/internal/embedded"
 )
 
@@ -88,7 +89,8 @@ func up(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "up", err, 2)
 	}
-	if err := p.serveAdmin(metricsAddr, func() any { return node.Status() }, node.Ready); err != nil {
+	if err := p.serveAdmin(metricsAddr, admin.Endpoints{Status: func() any { return node.Status() }, Ready: node.Ready,
+		Queries: func() any { return node.Queries() }}); err != nil {
 		return fail(stderr, "up", err, 1)
 	}
 	if err := node.Run(p.ctx, nil); err != nil {

@@ -1,7 +1,8 @@
 // Package admin serves a node's HTTP endpoints: Prometheus /metrics from
 // the registry the node's parts registered on, /status, the node's own
 // JSON report (what `freshet status` will read), and for nodes serving
-// clients /ready, their readiness probe.
+// clients /ready, their readiness probe, and /queries, their query
+// templates.
 package admin
 
 import (
@@ -15,15 +16,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Handler serves /metrics from g and /status as the JSON of status().
-// With ready set it also serves /ready, a load balancer's readiness
-// probe: 200 while ready returns nil, else 503 and the reason.
-func Handler(g prometheus.Gatherer, status func() any, ready func() error) http.Handler {
+// Endpoints are what a node reports besides its metrics. Status is
+// required; a node without clients has no Ready and no Queries.
+type Endpoints struct {
+	// Status is the node's own report, served as JSON at /status.
+	Status func() any
+	// Ready, served at /ready, is a load balancer's readiness probe: 200
+	// while it returns nil, else 503 and the reason.
+	Ready func() error
+	// Queries, served as JSON at /queries, lists the query templates the
+	// node has seen: which are served from the cache, which go to the
+	// origin, and why.
+	Queries func() any
+}
+
+// Handler serves /metrics from g and e's endpoints.
+func Handler(g prometheus.Gatherer, e Endpoints) http.Handler {
 	mux := http.NewServeMux()
-	if ready != nil {
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", jsonHandler(e.Status))
+	if e.Queries != nil {
+		mux.HandleFunc("/queries", jsonHandler(e.Queries))
+	}
+	if e.Ready != nil {
 		mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			if err := ready(); err != nil {
+			if err := e.Ready(); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = fmt.Fprintln(w, err)
 				return
@@ -31,14 +49,28 @@ func Handler(g prometheus.Gatherer, status func() any, ready func() error) http.
 			_, _ = fmt.Fprintln(w, "ready")
 		})
 	}
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+	return mux
+}
+
+// Paths are the paths h serves for e, for the log.
+func (e Endpoints) Paths() string {
+	paths := "/metrics /status"
+	if e.Queries != nil {
+		paths += " /queries"
+	}
+	if e.Ready != nil {
+		paths += " /ready"
+	}
+	return paths
+}
+
+func jsonHandler(v func() any) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(status())
-	})
-	return mux
+		_ = enc.Encode(v())
+	}
 }
 
 // Server is a running admin endpoint.

@@ -69,12 +69,12 @@ type Config struct {
 
 // Node is one embedded freshet.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	addr  string
-	m     atomic.Pointer[materialize.Materializer]
-	front atomic.Pointer[front.Front]
-	pipe  atomic.Pointer[ingest.Pipeline]
+	cfg           Config
+	log           *slog.Logger
+	addr          string
+	m             atomic.Pointer[materialize.Materializer]
+	front.Current // what /ready and /queries report
+	pipe          atomic.Pointer[ingest.Pipeline]
 }
 
 // New validates cfg.
@@ -115,15 +115,6 @@ func New(cfg Config) (*Node, error) {
 // statistics); nil before.
 func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
 
-// Ready is nil while the node serves clients, its /ready probe: not
-// while it starts, nor once it begins to stop.
-func (n *Node) Ready() error {
-	if f := n.front.Load(); f != nil {
-		return f.Ready()
-	}
-	return front.ErrStarting
-}
-
 // Run sets up the publication and slot, starts everything, calls ready
 // with the listening address, and serves until ctx ends or a part fails.
 func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
@@ -152,7 +143,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 	}
 	defer f.Close()
 	n.m.Store(f.M)
-	n.front.Store(f)
+	n.Set(f)
 	reader, err := postgres.NewReader(pcfg)
 	if err != nil {
 		return err

@@ -89,6 +89,31 @@ var (
 	ErrStopping = errors.New("stopping: accepting no clients, draining sessions")
 )
 
+// Current is the front end a node serves with, once it does: what the
+// node's /ready and /queries report. A node embeds it.
+type Current struct{ f atomic.Pointer[Front] }
+
+// Set records f as the node's front end.
+func (c *Current) Set(f *Front) { c.f.Store(f) }
+
+// Ready is nil while the node serves clients, its /ready probe: not
+// while it starts, nor once it begins to stop.
+func (c *Current) Ready() error {
+	if f := c.f.Load(); f != nil {
+		return f.Ready()
+	}
+	return ErrStarting
+}
+
+// Queries lists the query templates the node has seen (its /queries),
+// the most read first; empty before it starts.
+func (c *Current) Queries() []materialize.QueryStats {
+	if f := c.f.Load(); f != nil && f.M != nil {
+		return f.M.Queries()
+	}
+	return []materialize.QueryStats{}
+}
+
 // Ready is the front end's answer to a readiness probe: nil from the time
 // it serves clients until it begins to drain or close, so that a load
 // balancer sends new clients only to a node that takes them.

@@ -83,12 +83,12 @@ type Config struct {
 
 // Node is one regional node.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	m        atomic.Pointer[materialize.Materializer]
-	front    atomic.Pointer[front.Front]
-	consumer atomic.Pointer[stream]
-	handler  atomic.Pointer[Handler]
+	cfg           Config
+	log           *slog.Logger
+	m             atomic.Pointer[materialize.Materializer]
+	front.Current // what /ready and /queries report
+	consumer      atomic.Pointer[stream]
+	handler       atomic.Pointer[Handler]
 }
 
 // stream is what feeds the handler: a kafka.Consumer or a
@@ -152,15 +152,6 @@ func New(cfg Config) (*Node, error) {
 // before.
 func (n *Node) Materializer() *materialize.Materializer { return n.m.Load() }
 
-// Ready is nil while the node serves clients, its /ready probe: not
-// while it starts, nor once it begins to stop.
-func (n *Node) Ready() error {
-	if f := n.front.Load(); f != nil {
-		return f.Ready()
-	}
-	return front.ErrStarting
-}
-
 // Run waits for the publication, starts the front end and the consumer,
 // calls ready with the listening address, and serves until ctx ends or a
 // part fails. The cache starts empty and serves nothing before the first
@@ -187,7 +178,7 @@ func (n *Node) Run(ctx context.Context, ready func(addr string)) error {
 		return fmt.Errorf("region: %w", err)
 	}
 	n.m.Store(f.M)
-	n.front.Store(f)
+	n.Set(f)
 	n.handler.Store(h)
 	n.consumer.Store(&c)
 	return n.serve(ctx, f, c, ready, len(published))

@@ -91,23 +91,6 @@ func TestShutdownEndsIdleSessions(t *testing.T) {
 	}
 }
 
-// answered sends req through to the origin, which answers resp.
-func answered(t *testing.T, client, origin net.Conn, req, resp []byte) {
-	t.Helper()
-	if _, err := client.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	if got := readFrontend(t, origin, len(req)); !bytes.Equal(got, req) {
-		t.Fatalf("origin got %q, want %q", got, req)
-	}
-	if _, err := origin.Write(resp); err != nil {
-		t.Fatal(err)
-	}
-	if got := readMessages(t, client, 'Z'); !bytes.Equal(got, resp) {
-		t.Fatalf("client got %q, want %q", got, resp)
-	}
-}
-
 // A session in a transaction goes on until the transaction ends, then
 // ends; a request in flight is answered first.
 func TestShutdownWaitsForTransaction(t *testing.T) {

@@ -53,8 +53,16 @@ func ask(t testing.TB, client net.Conn, req, want []byte) []byte {
 	return got
 }
 
-// fill sends req through to the origin, which answers resp.
+// fill sends req through to the origin, which answers resp, and waits
+// for the session to record it.
 func fill(t testing.TB, sess *session, client, origin net.Conn, req, resp []byte) {
+	t.Helper()
+	answered(t, client, origin, req, resp)
+	settle(t, sess)
+}
+
+// answered sends req through to the origin, which answers resp.
+func answered(t testing.TB, client, origin net.Conn, req, resp []byte) {
 	t.Helper()
 	if _, err := client.Write(req); err != nil {
 		t.Fatal(err)
@@ -66,7 +74,6 @@ func fill(t testing.TB, sess *session, client, origin net.Conn, req, resp []byte
 	if got := readMessages(t, client, 'Z'); !bytes.Equal(got, resp) {
 		t.Fatalf("client got %q, want %q", got, resp)
 	}
-	settle(t, sess)
 }
 
 // waitParks waits until the server parked sessions n times.
