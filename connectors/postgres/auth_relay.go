@@ -26,7 +26,7 @@ const (
 // authentication exchange, byte for byte, through client: freshet never
 // sees a password, only the messages that prove it.
 func (o *Origin) Connect(ctx context.Context, startup *pgproto3.StartupMessage, client pgwire.ClientAuth) (*pgwire.OriginConn, error) {
-	conn, err := o.dial(ctx)
+	conn, host, err := o.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +38,7 @@ func (o *Origin) Connect(ctx context.Context, startup *pgproto3.StartupMessage, 
 		_ = conn.Close()
 		return nil, err
 	}
+	oc.Key.Host = host
 	_ = conn.SetDeadline(time.Time{})
 	return oc, nil
 }

@@ -26,6 +26,10 @@ type OriginConfig struct {
 	// SSLRequest with 'N' (libpq's sslmode=prefer). A handshake that
 	// fails still fails.
 	TLSOptional bool
+	// Fallbacks are the origin's further hosts (libpq's host=a,b), tried
+	// in order when none before them can be reached or will do TLS as
+	// asked. A session's cancel goes to the host it reached.
+	Fallbacks []OriginHost
 	// DialTimeout bounds one TCP dial. Default 5 s.
 	DialTimeout time.Duration
 	// BufferSize is the read buffer of an origin connection. Default 16 KiB.
@@ -35,6 +39,19 @@ type OriginConfig struct {
 	MaxStartupMessage int
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
+}
+
+// OriginHost is one more address of the origin, with its TLS settings
+// (its own ServerName for verify-full).
+type OriginHost struct {
+	Addr        string
+	TLS         *tls.Config
+	TLSOptional bool
+}
+
+// hosts are the addresses to try, in order.
+func (c *OriginConfig) hosts() []OriginHost {
+	return append([]OriginHost{{Addr: c.Addr, TLS: c.TLS, TLSOptional: c.TLSOptional}}, c.Fallbacks...)
 }
 
 // Origin opens origin backends for freshet's PostgreSQL front end, one per
@@ -52,8 +69,10 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("postgres: OriginConfig.Addr is required")
 	}
-	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return nil, fmt.Errorf("postgres: OriginConfig.Addr: %w", err)
+	for _, h := range cfg.hosts() {
+		if _, _, err := net.SplitHostPort(h.Addr); err != nil {
+			return nil, fmt.Errorf("postgres: OriginConfig: host %q: %w", h.Addr, err)
+		}
 	}
 	if cfg.DialTimeout < 0 || cfg.BufferSize < 0 || cfg.MaxStartupMessage < 0 {
 		return nil, errors.New("postgres: negative value in OriginConfig")
@@ -73,19 +92,37 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	return &Origin{cfg: cfg, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}, nil
 }
 
-// dial opens a connection to the origin, through TLS when configured.
-func (o *Origin) dial(ctx context.Context) (net.Conn, error) {
-	conn, err := o.dialer.DialContext(ctx, "tcp", o.cfg.Addr)
+// dial opens a connection to the first of the origin's hosts that can be
+// reached (and does TLS as asked), and returns it with that host's
+// address.
+func (o *Origin) dial(ctx context.Context) (net.Conn, string, error) {
+	var errs []error
+	for _, h := range o.cfg.hosts() {
+		conn, err := o.dialHost(ctx, h)
+		if err == nil {
+			return conn, h.Addr, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, "", errors.Join(errs...)
+}
+
+// dialHost opens a connection to h, through TLS when configured.
+func (o *Origin) dialHost(ctx context.Context, h OriginHost) (net.Conn, error) {
+	conn, err := o.dialer.DialContext(ctx, "tcp", h.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial origin %s: %w", o.cfg.Addr, err)
+		return nil, fmt.Errorf("dial origin %s: %w", h.Addr, err)
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	if o.cfg.TLS == nil {
+	if h.TLS == nil {
 		return conn, nil
 	}
-	tlsConn, err := o.startTLS(ctx, conn)
+	tlsConn, err := startTLS(ctx, conn, h)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -93,8 +130,8 @@ func (o *Origin) dial(ctx context.Context) (net.Conn, error) {
 	return tlsConn, nil
 }
 
-// startTLS sends an SSLRequest and upgrades conn.
-func (o *Origin) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
+// startTLS sends an SSLRequest and upgrades conn to h's TLS.
+func startTLS(ctx context.Context, conn net.Conn, h OriginHost) (net.Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 		defer func() { _ = conn.SetDeadline(time.Time{}) }()
@@ -106,27 +143,39 @@ func (o *Origin) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) 
 	if _, err := conn.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("origin SSLRequest: %w", err)
 	}
-	if b[0] == 'N' && o.cfg.TLSOptional {
+	if b[0] == 'N' && h.TLSOptional {
 		return conn, nil
 	}
 	if b[0] != 'S' {
-		return nil, fmt.Errorf("origin %s refused TLS", o.cfg.Addr)
+		return nil, fmt.Errorf("origin %s refused TLS", h.Addr)
 	}
-	cfg := o.cfg.TLS.Clone()
+	cfg := h.TLS.Clone()
 	if cfg.ServerName == "" {
-		host, _, _ := net.SplitHostPort(o.cfg.Addr)
+		host, _, _ := net.SplitHostPort(h.Addr)
 		cfg.ServerName = host
 	}
 	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("origin TLS handshake: %w", err)
+		return nil, fmt.Errorf("origin %s TLS handshake: %w", h.Addr, err)
 	}
 	return tc, nil
 }
 
-// Cancel sends a CancelRequest for key on a connection of its own.
+// hostOf is the host key's backend runs on.
+func (o *Origin) hostOf(key pgwire.BackendKey) OriginHost {
+	hosts := o.cfg.hosts()
+	for _, h := range hosts {
+		if h.Addr == key.Host {
+			return h
+		}
+	}
+	return hosts[0]
+}
+
+// Cancel sends a CancelRequest for key, on a connection of its own to the
+// host its backend runs on.
 func (o *Origin) Cancel(ctx context.Context, key pgwire.BackendKey) error {
-	conn, err := o.dial(ctx)
+	conn, err := o.dialHost(ctx, o.hostOf(key))
 	if err != nil {
 		return err
 	}

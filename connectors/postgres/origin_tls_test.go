@@ -52,7 +52,7 @@ func TestOriginTLSOptional(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := o.dial(ctx)
+			conn, _, err := o.dial(ctx)
 			if !tt.optional {
 				if err == nil || !strings.Contains(err.Error(), "refused TLS") {
 					t.Fatalf("dial: %v, want the origin's refusal", err)
@@ -67,5 +67,41 @@ func TestOriginTLSOptional(t *testing.T) {
 				t.Fatal("a TLS connection to an origin that has none")
 			}
 		})
+	}
+}
+
+// TestOriginDialFallsBack: the hosts are tried in order; the first that
+// can be reached and does TLS as asked is used, and its address reported
+// (cancels go there). When none will do, the error names each.
+func TestOriginDialFallsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+	refuses, plain := answerSSLRequest(t, 'N'), answerSSLRequest(t, 'N')
+	anyTLS := &tls.Config{InsecureSkipVerify: true}
+	o, err := NewOrigin(OriginConfig{Addr: dead, TLS: anyTLS, Fallbacks: []OriginHost{
+		{Addr: refuses, TLS: anyTLS}, {Addr: plain, TLS: anyTLS, TLSOptional: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, host, err := o.dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close()
+	if host != plain {
+		t.Fatalf("dialled %s, want %s (the first host that will do)", host, plain)
+	}
+	none, err := NewOrigin(OriginConfig{Addr: dead, Fallbacks: []OriginHost{{Addr: refuses, TLS: anyTLS}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := none.dial(ctx); err == nil || !strings.Contains(err.Error(), dead) || !strings.Contains(err.Error(), refuses) {
+		t.Fatalf("dial with no host that will do: %v, want an error naming both", err)
 	}
 }

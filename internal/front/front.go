@@ -7,6 +7,7 @@ package front
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,26 +129,50 @@ func (f *Front) Ready() error {
 }
 
 // OriginDialing is how the relayed client sessions reach the origin, as
-// its URL (or key=value string) says: its first host and port, and TLS
-// with libpq's sslmode meaning (pgconn's parsing, sslrootcert and the
-// rest): disable and allow are plaintext, prefer (the default) uses TLS
-// when the origin offers it, require, verify-ca and verify-full insist on
-// it. Logger is left to the caller.
+// its URL (or key=value string) says: its hosts and ports, tried in order
+// as libpq tries them, and TLS with libpq's sslmode meaning (pgconn's
+// parsing, sslrootcert and the rest): disable and allow are plaintext,
+// prefer (the default) uses TLS when the origin offers it, require,
+// verify-ca and verify-full insist on it. Several hosts with a
+// target_session_attrs are refused: a relayed session is authenticated
+// by the client before the host's role could be known. Logger is left to
+// the caller.
 func OriginDialing(origin string) (postgres.OriginConfig, error) {
 	pc, err := pgconn.ParseConfig(origin)
 	if err != nil {
 		return postgres.OriginConfig{}, fmt.Errorf("the origin: %w", err)
 	}
-	if pc.Host == "" || strings.HasPrefix(pc.Host, "/") {
-		return postgres.OriginConfig{}, errors.New("the origin must be reached over TCP: give it a host, not a Unix socket directory")
+	var hosts []postgres.OriginHost
+	add := func(host string, port uint16, tc *tls.Config) error {
+		if host == "" || strings.HasPrefix(host, "/") {
+			return errors.New("the origin must be reached over TCP: give it a host, not a Unix socket directory")
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
+		for i := range hosts {
+			if hosts[i].Addr == addr {
+				if hosts[i].TLS != nil && tc == nil {
+					hosts[i].TLSOptional = true // prefer: pgconn's second try is in plaintext
+				}
+				return nil
+			}
+		}
+		hosts = append(hosts, postgres.OriginHost{Addr: addr, TLS: tc})
+		return nil
 	}
-	cfg := postgres.OriginConfig{Addr: net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))), TLS: pc.TLSConfig}
+	if err := add(pc.Host, pc.Port, pc.TLSConfig); err != nil {
+		return postgres.OriginConfig{}, err
+	}
 	for _, fb := range pc.Fallbacks {
-		if cfg.TLS != nil && fb.TLSConfig == nil && fb.Host == pc.Host && fb.Port == pc.Port {
-			cfg.TLSOptional = true // prefer: pgconn's second try is in plaintext
+		if err := add(fb.Host, fb.Port, fb.TLSConfig); err != nil {
+			return postgres.OriginConfig{}, err
 		}
 	}
-	return cfg, nil
+	if len(hosts) > 1 && pc.ValidateConnect != nil {
+		return postgres.OriginConfig{}, errors.New("the origin lists several hosts with a target_session_attrs: relayed sessions cannot choose a host by its role; " +
+			"list the primary alone, or give an address that follows it (a virtual IP, a DNS name, an HAProxy or PgBouncer in front of the cluster)")
+	}
+	first := hosts[0]
+	return postgres.OriginConfig{Addr: first.Addr, TLS: first.TLS, TLSOptional: first.TLSOptional, Fallbacks: hosts[1:]}, nil
 }
 
 // Open connects to the origin, loads its catalog and listens; Close

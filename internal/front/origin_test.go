@@ -1,6 +1,7 @@
 package front
 
 import (
+	"net"
 	"testing"
 )
 
@@ -12,6 +13,7 @@ func TestOriginDialing(t *testing.T) {
 		addr                string
 		tls, optional, fail bool
 		serverName          string
+		fallbacks           []string // their addresses, each with TLS as the first host
 	}{
 		{name: "default port, sslmode prefer", url: "postgres://u:p@db.example/app", addr: "db.example:5432", tls: true, optional: true},
 		{name: "disable", url: "postgres://u@db.example:6543/app?sslmode=disable", addr: "db.example:6543"},
@@ -21,6 +23,13 @@ func TestOriginDialing(t *testing.T) {
 		{name: "key=value form", url: "host=10.0.0.5 port=5433 user=u sslmode=require", addr: "10.0.0.5:5433", tls: true},
 		{name: "a Unix socket is refused", url: "host=/var/run/postgresql user=u", fail: true},
 		{name: "not a URL", url: "postgres://u@[::1", fail: true},
+		{name: "several hosts, tried in order", url: "postgres://u@pg1.example,pg2.example:5433/app?sslmode=verify-full",
+			addr: "pg1.example:5432", tls: true, serverName: "pg1.example", fallbacks: []string{"pg2.example:5433"}},
+		{name: "several hosts, key=value, prefer", url: "host=10.0.0.5,10.0.0.6 port=5432,5433 user=u",
+			addr: "10.0.0.5:5432", tls: true, optional: true, fallbacks: []string{"10.0.0.6:5433"}},
+		{name: "several hosts with target_session_attrs are refused", url: "postgres://u@pg1,pg2/app?target_session_attrs=read-write", fail: true},
+		{name: "one host with target_session_attrs", url: "postgres://u@pg1/app?sslmode=disable&target_session_attrs=read-write", addr: "pg1:5432"},
+		{name: "a Unix socket among the hosts is refused", url: "host=db.example,/tmp user=u", fail: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := OriginDialing(tt.url)
@@ -38,6 +47,16 @@ func TestOriginDialing(t *testing.T) {
 			}
 			if tt.serverName != "" && cfg.TLS.ServerName != tt.serverName {
 				t.Fatalf("server name %q, want %q", cfg.TLS.ServerName, tt.serverName)
+			}
+			if len(cfg.Fallbacks) != len(tt.fallbacks) {
+				t.Fatalf("fallbacks %+v, want %v", cfg.Fallbacks, tt.fallbacks)
+			}
+			for i, fb := range cfg.Fallbacks {
+				host, _, _ := net.SplitHostPort(fb.Addr)
+				if fb.Addr != tt.fallbacks[i] || (fb.TLS != nil) != tt.tls || fb.TLSOptional != tt.optional ||
+					tt.serverName != "" && fb.TLS.ServerName != host {
+					t.Fatalf("fallback %d: %+v, want %s with TLS %v (server name %s), optional %v", i, fb, tt.fallbacks[i], tt.tls, host, tt.optional)
+				}
 			}
 		})
 	}

@@ -35,6 +35,9 @@ type ClientAuth interface {
 type BackendKey struct {
 	ProcessID uint32
 	SecretKey []byte
+	// Host is where the Connector reached the backend, for its cancels
+	// (an origin may have several).
+	Host string
 }
 
 // OriginConn is an authenticated origin backend, ready for queries.
