@@ -27,24 +27,27 @@ import (
 // in the event loop answering cache hits included) with 57P01, answers a
 // query in flight before ending its session, and lets a transaction go on
 // to its COMMIT, which lands, before ending that session too; then it
-// stops, well before the timeout. In session mode and with transaction
-// pooling.
+// stops, well before the timeout. In session mode, over TLS, and with
+// transaction pooling.
 func TestFreshetUpDrainsClients(t *testing.T) {
-	for _, pooled := range []bool{false, true} {
-		t.Run(map[bool]string{false: "session mode", true: "transaction pooling"}[pooled], func(t *testing.T) {
-			testDrain(t, pooled)
-		})
+	for _, mode := range []string{"session mode", "TLS", "transaction pooling"} {
+		t.Run(mode, func(t *testing.T) { testDrain(t, mode) })
 	}
 }
 
-func testDrain(t *testing.T, pooled bool) {
+func testDrain(t *testing.T, mode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const timeout = 30 * time.Second
-	var login string
+	pooled := mode == "transaction pooling"
+	var ca *testCA
 	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(f *upFixture, cfg *embedded.Config) {
 		cfg.Clients = front.Clients{ShutdownTimeout: timeout}
-		if pooled {
+		switch mode {
+		case "TLS":
+			ca = newTestCA(t)
+			cfg.Clients.TLSCert, cfg.Clients.TLSKey, cfg.Clients.RequireTLS = ca.certFile, ca.keyFile, true
+		case "transaction pooling":
 			cfg.Clients.AuthURL, cfg.Clients.TransactionPooling = testenv.PostgresURL(t), true
 			u, err := url.Parse(testenv.PostgresReplURL(t))
 			if err != nil {
@@ -53,8 +56,11 @@ func testDrain(t *testing.T, pooled bool) {
 			f.superExec(context.Background(), "GRANT SELECT, UPDATE ON "+f.table("t")+" TO "+pgx.Identifier{u.User.Username()}.Sanitize())
 		}
 	})
-	login = f.url()
-	if pooled {
+	login := f.url()
+	switch mode {
+	case "TLS":
+		login = withSSLMode(t, login, "verify-full") + "&sslrootcert=" + url.QueryEscape(ca.caFile)
+	case "transaction pooling":
 		login = withHost(testenv.PostgresReplURL(t), f.addr)
 	}
 	connect := func() *pgx.Conn {
