@@ -66,9 +66,9 @@ func TestFreshetUpTransactionPooling(t *testing.T) {
 	if _, err := pgx.Connect(ctx, withPassword(good, "wrong")); pgCode(err) != "28P01" {
 		t.Fatalf("wrong password: %v, want 28P01", err)
 	}
-	// pgx's default statement cache parses named statements, which pin a
-	// client to its backend; the unnamed statement does not.
-	c1, c2 := connectMode(ctx, t, good, pgx.QueryExecModeExec), connectMode(ctx, t, good, pgx.QueryExecModeExec)
+	// pgx's default mode: named statements, which no longer pin a client
+	// to its backend.
+	c1, c2 := mustConnect(ctx, t, good), mustConnect(ctx, t, good)
 	pid := func(c *pgx.Conn) int {
 		var p int
 		if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&p); err != nil {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,93 @@ func TestPgwireTransactionPooling(t *testing.T) {
 			t.Fatal("the two clients never shared a backend: replay was not exercised")
 		}
 	})
+	t.Run("named statements do not pin", func(t *testing.T) {
+		// pgx's default mode prepares a named statement per query.
+		a := connectMode(ctx, t, url, pgx.QueryExecModeCacheStatement)
+		b := connectMode(ctx, t, url, pgx.QueryExecModeCacheStatement)
+		shared := false
+		for i := 0; i < 10; i++ {
+			var sumA, sumB, pidA, pidB int
+			if err := a.QueryRow(ctx, "SELECT $1::int + 1, pg_backend_pid()", i).Scan(&sumA, &pidA); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.QueryRow(ctx, "SELECT $1::int * 10, pg_backend_pid()", i).Scan(&sumB, &pidB); err != nil {
+				t.Fatal(err)
+			}
+			if sumA != i+1 || sumB != i*10 {
+				t.Fatalf("round %d: a got %d, b got %d", i, sumA, sumB)
+			}
+			shared = shared || pidA == pidB
+		}
+		if !shared {
+			t.Fatal("two clients with named statements never shared a backend: they were pinned")
+		}
+		// a's statements reach a backend that never saw them: b holds
+		// the idle one in a transaction.
+		if _, err := b.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		held := backendPID(ctx, t, b)
+		var sum, pid int
+		if err := a.QueryRow(ctx, "SELECT $1::int + 1, pg_backend_pid()", 41).Scan(&sum, &pid); err != nil || sum != 42 || pid == held {
+			t.Fatalf("a beside b's transaction: %d on backend %d (b holds %d), %v", sum, pid, held, err)
+		}
+		if _, err := b.Exec(ctx, "COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		// Errors and Close behave as on one backend.
+		if _, err := a.Prepare(ctx, "broken", "SELEC 1"); pgCode(err) != "42601" {
+			t.Fatalf("a statement that does not parse: %v, want 42601", err)
+		}
+		if _, err := a.Prepare(ctx, "double", "SELECT $1::int * 2"); err != nil {
+			t.Fatal(err)
+		}
+		if res := a.PgConn().ExecPrepared(ctx, "double", [][]byte{[]byte("21")}, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "42" {
+			t.Fatalf("the named statement: %q, %v", res.Rows, res.Err)
+		}
+		if _, err := a.PgConn().Prepare(ctx, "double", "SELECT 3", nil); pgCode(err) != "42P05" {
+			t.Fatalf("a second Parse of a name in use: %v, want 42P05", err)
+		}
+		if err := a.Deallocate(ctx, "double"); err != nil {
+			t.Fatal(err)
+		}
+		if res := a.PgConn().ExecPrepared(ctx, "double", [][]byte{[]byte("21")}, nil, nil).Read(); pgCode(res.Err) != "26000" {
+			t.Fatalf("the statement after its Close: %v, want 26000", res.Err)
+		}
+		if err := a.QueryRow(ctx, "SELECT $1::int + 1", 1).Scan(&sum); err != nil || sum != 2 {
+			t.Fatalf("after the errors: %d, %v", sum, err)
+		}
+	})
+	t.Run("backends keep a bounded number of statements", func(t *testing.T) {
+		a := connectMode(ctx, t, url, pgx.QueryExecModeExec)
+		const n = 1100                                  // past maxBackendStatements (1000)
+		if _, err := a.Exec(ctx, "BEGIN"); err != nil { // one backend throughout
+			t.Fatal(err)
+		}
+		for i := range n {
+			if _, err := a.Prepare(ctx, fmt.Sprintf("s%d", i), fmt.Sprintf("SELECT %d AS bounded", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var kept int
+		if err := a.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'freshet\\_%'").Scan(&kept); err != nil {
+			t.Fatal(err)
+		}
+		if kept > 1000 || kept < 900 {
+			t.Fatalf("the backend holds %d of freshet's statements, want at most 1000 (and most of them)", kept)
+		}
+		if _, err := a.Exec(ctx, "COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		// The first ones were closed on the backend; the client's names
+		// still work.
+		for _, i := range []int{0, n - 1} {
+			res := a.PgConn().ExecPrepared(ctx, fmt.Sprintf("s%d", i), nil, nil, nil).Read()
+			if res.Err != nil || string(res.Rows[0][0]) != fmt.Sprint(i) {
+				t.Fatalf("statement s%d: %q, %v", i, res.Rows, res.Err)
+			}
+		}
+	})
 	t.Run("temp table pins", func(t *testing.T) {
 		a := connectMode(ctx, t, url, pgx.QueryExecModeSimpleProtocol)
 		b := connectMode(ctx, t, url, pgx.QueryExecModeSimpleProtocol)
@@ -135,12 +223,13 @@ func TestPgwireTransactionPooling(t *testing.T) {
 }
 
 // TestPgwireTransactionPoolingDifferential runs the pgx script through
-// transaction pooling in the exec modes that use unnamed statements
-// (named ones pin, which the session-mode tests already cover).
+// transaction pooling in every exec mode, named statements (CacheStatement,
+// the default) included.
 func TestPgwireTransactionPoolingDifferential(t *testing.T) {
 	p, _ := startPooledProxy(t, pgwire.Config{Mode: pgwire.TransactionMode})
 	direct := testenv.PostgresURL(t)
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement,
+		pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()

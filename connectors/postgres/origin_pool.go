@@ -160,6 +160,7 @@ func (p *OriginPool) reset(ctx context.Context, oc *pgwire.OriginConn) error {
 			if failed || len(body) != 1 || body[0] != 'I' {
 				return errors.New("origin reset failed")
 			}
+			oc.Prepared = nil // DISCARD ALL dropped them
 			return nil
 		}
 	}

@@ -56,6 +56,10 @@ type OriginConn struct {
 	// State identifies the session settings replayed on this backend in
 	// transaction pooling; "" after a reset. Owned by the Server.
 	State string
+	// Prepared are the named statements freshet prepared on this backend
+	// in transaction pooling (by their backend names); nil after a reset,
+	// which drops them. Owned by the Server.
+	Prepared map[string]bool
 }
 
 // OriginError is an ErrorResponse the origin sent during startup, such as

@@ -39,6 +39,9 @@ type txState struct {
 
 	cw    *bufio.Writer // to the client; used by the attached backend's pump
 	pumps sync.WaitGroup
+
+	stmts  map[string]txStmt // named statements, by the client's names (txstmts.go)
+	expect []expectation     // answers the attached backend owes, in order
 }
 
 // runTx relays a transaction-pooled session.
@@ -110,6 +113,14 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 		if typ == 'X' {
 			return errTerminate
 		}
+		var msg []byte
+		if typ == 'P' || typ == 'B' || typ == 'D' || typ == 'C' {
+			// Read before taking the lock: a client slow to send the rest
+			// must not hold up the backend's pump.
+			if msg, err = readMessage(r, n); err != nil {
+				return s.clientErr(err)
+			}
+		}
 		tx.mu.Lock()
 		if tx.cur == nil {
 			if err := s.attach(ctx); err != nil {
@@ -119,6 +130,14 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 		}
 		if tx.cur != wFor {
 			w, wFor = bufio.NewWriterSize(tx.cur.Conn, s.srv.cfg.BufferSize), tx.cur
+		}
+		if msg != nil {
+			out := s.txExtended(msg)
+			tx.mu.Unlock()
+			if _, err := w.Write(out); err != nil {
+				return fmt.Errorf("write to origin: %w", err)
+			}
+			continue
 		}
 		s.account(ctx, r, typ, n)
 		tx.mu.Unlock()
@@ -144,15 +163,6 @@ func (s *session) account(ctx context.Context, r *bufio.Reader, typ byte, n int)
 		s.requestSent()
 	case 'F':
 		s.requestSent()
-	case 'P':
-		s.unsynced.Store(true)
-		name, ok := peekString(r, n, 0)
-		if !ok || name != "" {
-			// Named statements live on one backend.
-			s.tx.pinned = true
-		} else if sql, ok := peekString(r, n, 1); ok {
-			s.trackSQL(sql, true)
-		}
 	default:
 		s.unsynced.Store(true)
 	}
@@ -326,6 +336,12 @@ func (s *session) pumpTxOrigin(ctx context.Context, oc *OriginConn) {
 			if n < 4 {
 				return fmt.Errorf("origin sent message %q with length %d", typ, n)
 			}
+			if (typ == '1' || typ == '3') && s.txAnswer(oc, typ) {
+				if _, err := r.Discard(n + 1); err != nil {
+					return fmt.Errorf("read origin: %w", err)
+				}
+				continue
+			}
 			if typ == 'Z' && n == 5 {
 				done, err := s.txReady(ctx, oc)
 				if done || err != nil {
@@ -358,6 +374,7 @@ func (s *session) txReady(ctx context.Context, oc *OriginConn) (done bool, err e
 	status := z[5]
 	tx.mu.Lock()
 	s.readyForQuery(status)
+	s.settleExpectations()
 	release := status == 'I' && !s.busy() && !s.unsynced.Load() && !tx.pinned && !s.closing.Load() && tx.cur == oc
 	if err := forward(r, tx.cw, 6); err != nil {
 		tx.mu.Unlock()
