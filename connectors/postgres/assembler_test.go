@@ -238,8 +238,10 @@ func FuzzAssembler(f *testing.F) {
 	}
 	f.Add(join(msgBegin(0x10, 1), msgRelation(0, false, 1, "id", "v"), msgInsert(0, false, 1, "1", "TOAST"), msgCommit(0x10, 0x18)))
 	f.Add(join(msgStreamStart(7, true), msgRelation(7, true, 1, "id"), msgInsert(8, true, 1, "1"), msgStreamStop(), msgStreamAbort(7, 8), msgStreamCommit(7, 1, 2)))
+	f.Add(join(msgBegin(0x10, 1), msgLogical(0, false, true, DDLPrefix, "GRANT"), msgCommit(0x10, 0x18)))
+	f.Add(join(msgLogical(0, false, true, DDLPrefix, "outside a transaction")))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		a := newAssembler("origin", false)
+		a := newAssembler("origin", true) // DDL messages followed
 		for len(in) > 0 {
 			n := int(in[0])
 			in = in[1:]

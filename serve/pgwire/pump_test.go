@@ -49,15 +49,23 @@ func relay(t testing.TB, cfg Config, input []byte) (toOrigin, toClient []byte) {
 }
 
 // wholeFrontendMessages checks that b is a sequence of whole frontend
-// messages.
-func wholeFrontendMessages(b []byte) error {
+// messages, but for the beginning of a last one larger than bufSize that
+// was being streamed when the input ended (Parse, Bind, Describe and
+// Close are read whole first, so never one of those).
+func wholeFrontendMessages(b []byte, bufSize int) error {
 	for len(b) > 0 {
 		if len(b) < 5 {
 			return fmt.Errorf("%d bytes left, not a message", len(b))
 		}
-		n := int(int32(binary.BigEndian.Uint32(b[1:])))
-		if !frontendTypes[b[0]] || n < 4 || n+1 > len(b) {
-			return fmt.Errorf("message %q of length %d with %d bytes left", b[0], n, len(b))
+		typ, n := b[0], int(int32(binary.BigEndian.Uint32(b[1:])))
+		if !frontendTypes[typ] || n < 4 {
+			return fmt.Errorf("message %q of length %d", typ, n)
+		}
+		if n+1 > len(b) {
+			if n+1 > bufSize && !bytes.ContainsRune([]byte("PBDC"), rune(typ)) {
+				return nil
+			}
+			return fmt.Errorf("message %q of length %d with %d bytes left", typ, n, len(b))
 		}
 		b = b[n+1:]
 	}
@@ -185,7 +193,7 @@ func fuzzRelay(t *testing.T, mode Mode, maxMsg int, input []byte) {
 			// Named statements are renamed for the backends, and Parse,
 			// Bind, Describe and Close are read whole before they go:
 			// what goes is whole frontend messages.
-			if err := wholeFrontendMessages(toOrigin); err != nil {
+			if err := wholeFrontendMessages(toOrigin, 512); err != nil {
 				t.Fatalf("forwarded %q: %v", toOrigin, err)
 			}
 		} else if !bytes.Equal(toOrigin, want) {
