@@ -214,6 +214,12 @@ func TestFreshetUpProcessDrainsOnSIGTERM(t *testing.T) {
 	}
 
 	c := mustConnect(ctx, t, withHost(testenv.PostgresURL(t), listen))
+	_, metrics := httpGet(ctx, t, "http://"+admin+"/metrics")
+	for _, want := range []string{"\nfreshet_pgwire_clients 1\n", "\nfreshet_pgwire_startups_total{result=\"ok\"} 1\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, grepLines(metrics, "freshet_pgwire_"))
+		}
+	}
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

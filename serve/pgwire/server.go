@@ -29,6 +29,7 @@ type Server struct {
 	loop       *eventLoop // started by the first session it relays
 	loopFailed bool
 	loopStats  *loopStats
+	metrics    *serverMetrics
 }
 
 // New validates cfg and returns a Server.
@@ -37,14 +38,16 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:   cfg,
 		keys:  newKeyRegistry(),
 		lns:   make(map[net.Listener]struct{}),
 		conns: make(map[net.Conn]struct{}),
 
 		loopStats: newLoopStats(cfg.Registerer),
-	}, nil
+	}
+	s.metrics = newServerMetrics(cfg.Registerer, func() float64 { return float64(s.clients.Load()) })
+	return s, nil
 }
 
 // Serve accepts connections on ln until ctx ends or Close is called. It

@@ -47,7 +47,8 @@ func readStartupPacket(r io.Reader) (code uint32, body []byte, err error) {
 // startup runs the startup phase: TLS and GSS negotiation, a cancel, or a
 // StartupMessage followed by the relayed authentication. It returns a
 // session ready to relay, or nil for a handled CancelRequest.
-func (s *Server) startup(ctx context.Context, raw net.Conn) (*session, error) {
+func (s *Server) startup(ctx context.Context, raw net.Conn) (sess *session, err error) {
+	defer func() { s.metrics.startup(sess, err) }()
 	deadline := time.Now().Add(s.cfg.StartupTimeout)
 	_ = raw.SetDeadline(deadline)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
@@ -72,7 +73,7 @@ func (s *Server) startup(ctx context.Context, raw net.Conn) (*session, error) {
 		s.clients.Add(-1)
 		return fail(fatalf(CodeTooManyConnections, nil, "sorry, too many clients already (freshet max_client_conns %d)", s.cfg.MaxClientConns))
 	}
-	sess, err := s.authenticate(ctx, conn, startup, isTLS)
+	sess, err = s.authenticate(ctx, conn, startup, isTLS)
 	if err != nil {
 		s.clients.Add(-1)
 		return fail(err)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func startupMsg(params map[string]string) []byte {
@@ -113,4 +115,54 @@ func FuzzStartup(f *testing.F) {
 			t.Fatal("a session started without the password")
 		}
 	})
+}
+
+// TestStartupMetrics: each connection's startup is counted by how it
+// ended, and connected sessions show in the clients gauge.
+func TestStartupMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv, err := New(Config{Connector: &fakeConnector{md5: true}, Registerer: reg, MaxClientConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := startupMsg(map[string]string{"user": "u", "database": "d"})
+	ok, _, _ := runStartupOn(srv, cat(user, msg('p', "md5ok\x00")))
+	if ok == nil {
+		t.Fatal("no session for the right password")
+	}
+	if got := gaugeValue(t, reg, "freshet_pgwire_clients"); got != 1 {
+		t.Fatalf("clients = %v with one session, want 1", got)
+	}
+	runStartupOn(srv, cat(user, msg('p', "md5ok\x00"))) // over MaxClientConns
+	ok.release()
+	srv.clients.Add(-1)                                                                 // as serveConn does when the session ends
+	runStartupOn(srv, cat(user, msg('p', "nope\x00")))                                  // the origin's 28P01
+	runStartupOn(srv, cat(user, msg('Q', "select 1\x00")))                              // not a password
+	runStartupOn(srv, []byte{0, 0, 0, 16, 4, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2}) // a cancel
+	runStartupOn(srv, user[:5])                                                         // the client left
+	for result, want := range map[string]float64{"ok": 1, "too_many_clients": 1, "auth_failed": 1,
+		"protocol_violation": 1, "cancel": 1, "client_gone": 1} {
+		if got := testutil.ToFloat64(srv.metrics.startups.WithLabelValues(result)); got != want {
+			t.Errorf("startups{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := gaugeValue(t, reg, "freshet_pgwire_clients"); got != 0 {
+		t.Fatalf("clients = %v after the session ended, want 0", got)
+	}
+}
+
+// gaugeValue is the value of the gauge registered on reg under name.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

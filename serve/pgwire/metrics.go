@@ -1,0 +1,75 @@
+package pgwire
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serverMetrics are the front end's connection metrics: how many clients
+// are connected, and how each connection's startup ended (refusals and
+// failed logins show there, as in PgBouncer's SHOW STATS and its log).
+type serverMetrics struct {
+	startups *prometheus.CounterVec
+}
+
+func newServerMetrics(reg prometheus.Registerer, clients func() float64) *serverMetrics {
+	m := &serverMetrics{startups: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "freshet_pgwire_startups_total",
+		Help: "Client connections by how their startup ended: ok, cancel (a CancelRequest), auth_failed, too_many_clients, protocol_violation, origin_unreachable, error, client_gone.",
+	}, []string{"result"})}
+	if reg == nil {
+		return m
+	}
+	if err := reg.Register(m.startups); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if cv, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				m.startups = cv
+			}
+		}
+	}
+	// A second Server on the same registry keeps the first one's gauge.
+	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "freshet_pgwire_clients",
+		Help: "Client sessions connected (past startup).",
+	}, clients))
+	return m
+}
+
+// startup counts how a connection's startup ended.
+func (m *serverMetrics) startup(sess *session, err error) {
+	m.startups.WithLabelValues(startupResult(sess, err)).Inc()
+}
+
+func startupResult(sess *session, err error) string {
+	if err == nil {
+		if sess == nil {
+			return "cancel"
+		}
+		return "ok"
+	}
+	var code string
+	var fe *Error
+	var oe *OriginError
+	switch {
+	case errors.As(err, &fe):
+		code = fe.Code
+	case errors.As(err, &oe):
+		code = oe.Response.Code
+	default:
+		return "client_gone" // the client left, timed out or broke TLS
+	}
+	switch {
+	case strings.HasPrefix(code, "28"):
+		return "auth_failed"
+	case code == CodeTooManyConnections:
+		return "too_many_clients"
+	case code == CodeProtocolViolation:
+		return "protocol_violation"
+	case strings.HasPrefix(code, "08"):
+		return "origin_unreachable"
+	}
+	return "error"
+}
