@@ -21,16 +21,20 @@ const DDLPrefix = "freshet_ddl"
 // it must never make a user's DDL fail. Commands only on temporary objects
 // write none: an application making temporary tables at a high rate must
 // not make every consumer reload its catalog as often (they are seen at
-// the periodic reload, as before). The message carries the command tag,
-// for the log.
+// the periodic reload, as before). DROPs always write one, temporary or
+// not: ddl_command_end does not list what they dropped. The message
+// carries the command tag, for the log.
 const (
+	tempSchema  = `(c.schema_name LIKE 'pg\_temp%' OR c.schema_name LIKE 'pg\_toast\_temp%')`
 	ddlTrigger  = "freshet_ddl"
 	ddlFunction = "public.freshet_ddl_message"
 	ddlSetupSQL = `CREATE OR REPLACE FUNCTION ` + ddlFunction + `() RETURNS event_trigger
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
-	IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c
-		WHERE c.schema_name IS NULL OR c.schema_name NOT LIKE 'pg\_temp%' AND c.schema_name NOT LIKE 'pg\_toast\_temp%') THEN
+	-- Skipped only when every command reported is on a temporary object;
+	-- DROPs report none here (they come through sql_drop) and count.
+	IF NOT (EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE ` + tempSchema + `)
+		AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name IS NULL OR NOT (` + tempSchema + `))) THEN
 		PERFORM pg_logical_emit_message(true, '` + DDLPrefix + `', tg_tag);
 	END IF;
 EXCEPTION WHEN OTHERS THEN

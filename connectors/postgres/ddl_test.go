@@ -37,6 +37,8 @@ func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
 	grant := ddlXid(ctx, t, f.super, `GRANT SELECT ON `+f.table("ddl")+` TO PUBLIC`)
 	alter := ddlXid(ctx, t, f.repl, `ALTER TABLE `+f.table("ddl")+` ADD COLUMN v int`) // not a superuser's
 	temp := ddlXid(ctx, t, f.repl, `CREATE TEMP TABLE `+f.table("scratch")+` (x int)`)
+	f.exec(ctx, `CREATE VIEW `+f.table("gone")+` AS SELECT 1 AS one`)
+	drop := ddlXid(ctx, t, f.repl, `DROP VIEW `+f.table("gone"))
 	f.exec(ctx, `INSERT INTO `+f.table("ddl")+` VALUES (2)`)
 	got := run.collect(t, 30*time.Second, hasRow("ddl", 2))
 	var ops []schemas.Op
@@ -48,13 +50,15 @@ func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
 			ops = append(ops, "alter")
 		case c.Op == schemas.OpCatalogChange && c.TxID == temp:
 			ops = append(ops, "temp")
+		case c.Op == schemas.OpCatalogChange && c.TxID == drop:
+			ops = append(ops, "drop")
 		case c.Op == schemas.OpCatalogChange && c.Table != "":
 			t.Fatalf("catalog change naming a table: %+v", c)
 		case c.Op == schemas.OpCreate && c.Table == f.table("ddl"):
 			ops = append(ops, "insert")
 		}
 	}
-	if want := []schemas.Op{"insert", "grant", "alter", "insert"}; !slices.Equal(ops, want) {
+	if want := []schemas.Op{"insert", "grant", "alter", "drop", "insert"}; !slices.Equal(ops, want) {
 		t.Fatalf("stream: %v, want %v", ops, want)
 	}
 }
