@@ -28,12 +28,7 @@ func TestFreshetUpMultiHostOrigin(t *testing.T) {
 	})
 	c := f.connect(ctx)
 	readsAreCached(ctx, t, f, c, 6)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		if err := c.PgConn().CancelRequest(ctx); err != nil {
-			t.Errorf("cancel request: %v", err)
-		}
-	}()
+	cancelAfter(ctx, t, c, 300*time.Millisecond)
 	start := time.Now()
 	_, err = c.Exec(ctx, "SELECT pg_sleep(20)")
 	if code := pgCode(err); code != "57014" {

@@ -30,12 +30,7 @@ func TestPgwireCancel(t *testing.T) {
 	if originPID == conn.PgConn().PID() {
 		t.Fatalf("the client sees the origin's pid %d: BackendKeyData was not replaced", originPID)
 	}
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		if err := conn.PgConn().CancelRequest(ctx); err != nil {
-			t.Errorf("cancel request: %v", err)
-		}
-	}()
+	cancelAfter(ctx, t, conn, 300*time.Millisecond)
 	start := time.Now()
 	_, err = conn.Exec(ctx, "SELECT pg_sleep(20)")
 	if got := pgCode(err); got != "57014" {
@@ -45,6 +40,17 @@ func TestPgwireCancel(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
 		t.Fatalf("connection unusable after cancel: %v", err)
 	}
+}
+
+// cancelAfter sends c's CancelRequest after d, as a client cancelling a
+// long query does.
+func cancelAfter(ctx context.Context, t *testing.T, c *pgx.Conn, d time.Duration) {
+	go func() {
+		time.Sleep(d)
+		if err := c.PgConn().CancelRequest(ctx); err != nil {
+			t.Errorf("cancel request: %v", err)
+		}
+	}()
 }
 
 // TestPgwireClientVanishes drops a client in the middle of a long query:
