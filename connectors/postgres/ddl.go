@@ -16,61 +16,89 @@ import (
 // that the catalog changed.
 const DDLPrefix = "freshet_ddl"
 
-// The event trigger and its function. The function is SECURITY DEFINER so
-// that any role's DDL can write the message, and swallows its own errors:
-// it must never make a user's DDL fail. Commands only on temporary objects
-// write none: an application making temporary tables at a high rate must
-// not make every consumer reload its catalog as often (they are seen at
-// the periodic reload, as before). DROPs always write one, temporary or
-// not: ddl_command_end does not list what they dropped. The message
-// carries the command tag, for the log.
+// The event triggers and their function. The function is SECURITY
+// DEFINER so that any role's DDL can write the message, and swallows its
+// own errors: it must never make a user's DDL fail. Commands only on
+// temporary objects write none: an application making and dropping
+// temporary tables at a high rate must not make every consumer reload its
+// catalog as often (they are seen at the periodic reload, as before).
+// ddl_command_end does not list what a DROP removed, so DROPs are judged
+// at sql_drop, by the objects dropped. The message carries the command
+// tag, for the log.
 const (
-	tempSchema  = `(c.schema_name LIKE 'pg\_temp%' OR c.schema_name LIKE 'pg\_toast\_temp%')`
-	ddlTrigger  = "freshet_ddl"
-	ddlFunction = "public.freshet_ddl_message"
-	ddlSetupSQL = `CREATE OR REPLACE FUNCTION ` + ddlFunction + `() RETURNS event_trigger
+	ddlTrigger     = "freshet_ddl"
+	ddlDropTrigger = "freshet_ddl_drop"
+	ddlFunction    = "public.freshet_ddl_message"
+	tempSchema     = `(c.schema_name LIKE 'pg\_temp%' OR c.schema_name LIKE 'pg\_toast\_temp%')`
+	ddlFunctionSQL = `CREATE OR REPLACE FUNCTION ` + ddlFunction + `() RETURNS event_trigger
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
-	-- Skipped only when every command reported is on a temporary object;
-	-- DROPs report none here (they come through sql_drop) and count.
-	IF NOT (EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE ` + tempSchema + `)
-		AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name IS NULL OR NOT (` + tempSchema + `))) THEN
+	IF TG_EVENT = 'sql_drop' THEN
+		IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d WHERE NOT d.is_temporary) THEN
+			PERFORM pg_logical_emit_message(true, '` + DDLPrefix + `', tg_tag);
+		END IF;
+	ELSIF (tg_tag NOT LIKE 'DROP %' OR tg_tag = 'DROP OWNED')
+		AND NOT (EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE ` + tempSchema + `)
+			AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name IS NULL OR NOT (` + tempSchema + `))) THEN
 		PERFORM pg_logical_emit_message(true, '` + DDLPrefix + `', tg_tag);
 	END IF;
 EXCEPTION WHEN OTHERS THEN
 	NULL;
-END $$;
-CREATE EVENT TRIGGER ` + ddlTrigger + ` ON ddl_command_end EXECUTE FUNCTION ` + ddlFunction + `()`
+END $$`
 )
 
-// ensureDDLTrigger creates the event trigger unless it exists. Creating it
-// needs a superuser; without one freshet sees DDL, GRANT and REVOKE only
-// at its next periodic catalog reload, and says so. It reports whether it
-// created the trigger.
-func ensureDDLTrigger(ctx context.Context, conn *pgconn.PgConn, cfg Config) (bool, error) {
-	exists := func() (bool, error) {
-		rows, err := simpleQuery(ctx, conn, `SELECT evtenabled FROM pg_event_trigger WHERE evtname = '`+ddlTrigger+`'`)
-		if err != nil {
-			return false, fmt.Errorf("%w: read event triggers: %w", ErrSetup, err)
+// ddlTriggerSQL creates the function and the triggers missing.
+func ddlTriggerSQL(missing []string) string {
+	sql := ddlFunctionSQL
+	for _, name := range missing {
+		event := "ddl_command_end"
+		if name == ddlDropTrigger {
+			event = "sql_drop"
 		}
-		if len(rows) > 0 && rows[0][0] == "D" {
-			cfg.Logger.Warn("the DDL event trigger is disabled: schema, view, function and privilege changes are seen at the next periodic catalog reload",
-				"advice", "ALTER EVENT TRIGGER "+ddlTrigger+" ENABLE")
-		}
-		return len(rows) > 0, nil
+		sql += ";\nCREATE EVENT TRIGGER " + name + " ON " + event + " EXECUTE FUNCTION " + ddlFunction + "()"
 	}
-	if ok, err := exists(); ok || err != nil {
+	return sql
+}
+
+// ensureDDLTrigger creates the event triggers unless they exist. Creating
+// them needs a superuser; without one freshet sees DDL, GRANT and REVOKE
+// only at its next periodic catalog reload, and says so. It reports
+// whether it created any.
+func ensureDDLTrigger(ctx context.Context, conn *pgconn.PgConn, cfg Config) (bool, error) {
+	missing := func() ([]string, error) {
+		rows, err := simpleQuery(ctx, conn, `SELECT evtname, evtenabled FROM pg_event_trigger WHERE evtname IN ('`+ddlTrigger+`', '`+ddlDropTrigger+`')`)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read event triggers: %w", ErrSetup, err)
+		}
+		have := map[string]bool{}
+		for _, r := range rows {
+			have[r[0]] = true
+			if r[1] == "D" {
+				cfg.Logger.Warn("a DDL event trigger is disabled: schema, view, function and privilege changes may be seen only at the next periodic catalog reload",
+					"trigger", r[0], "advice", "ALTER EVENT TRIGGER "+r[0]+" ENABLE")
+			}
+		}
+		var out []string
+		for _, name := range []string{ddlTrigger, ddlDropTrigger} {
+			if !have[name] {
+				out = append(out, name)
+			}
+		}
+		return out, nil
+	}
+	todo, err := missing()
+	if err != nil || len(todo) == 0 {
 		return false, err
 	}
-	_, err := simpleQuery(ctx, conn, ddlSetupSQL)
-	if err == nil {
+	sql := ddlTriggerSQL(todo)
+	if _, err = simpleQuery(ctx, conn, sql); err == nil {
 		return true, nil
 	}
-	if ok, _ := exists(); ok {
-		return false, nil // another freshet made it meanwhile
+	if left, _ := missing(); len(left) == 0 {
+		return false, nil // another freshet made them meanwhile
 	}
 	cfg.Logger.Warn("no DDL event trigger: schema, view, function and privilege changes are seen at the next periodic catalog reload, not at their commit",
-		"err", err, "advice", "a superuser can create it: "+ddlSetupSQL)
+		"err", err, "advice", "a superuser can create it: "+sql)
 	return false, nil
 }
 
