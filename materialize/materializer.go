@@ -204,29 +204,16 @@ func (m *Materializer) adoptIfChanged(ctx context.Context) error {
 	return nil
 }
 
-// followCatalog reloads the catalog after a catalog change in the stream
-// (DDL, GRANT or REVOKE, marked by the origin's event trigger), before
-// the watermark passes it: what the change affects is dropped as a
-// periodic reload drops it, but at the change's position, so no read
-// served as fresh past it predates it. A reload that fails stops caching
-// until one succeeds.
-func (m *Materializer) followCatalog(ctx context.Context) {
-	if m.cfg.Loader == nil {
-		m.reload.Store(true)
-		m.log.Error("catalog change without a catalog loader: caching stays off")
-		return
+// refreshCatalog reloads the role defaults and the catalog, and adopts
+// the catalog if it changed: what a catalog change in the stream (DDL,
+// GRANT or REVOKE, marked by the origin's event trigger) needs, so that
+// what it affects is dropped as a periodic reload drops it, but at the
+// change's position.
+func (m *Materializer) refreshCatalog(ctx context.Context) error {
+	if err := m.loadRoleDefaults(ctx); err != nil {
+		return err
 	}
-	err := m.loadRoleDefaults(ctx)
-	if err == nil {
-		err = m.adoptIfChanged(ctx)
-	}
-	if err != nil {
-		m.reload.Store(true)
-		m.log.Error("catalog reload after a catalog change failed: caching stays off until the next one", "err", err)
-		return
-	}
-	m.stats.catalogFollowed.Add(1)
-	m.reload.Store(false)
+	return m.adoptIfChanged(ctx)
 }
 
 // adopt makes cat the catalog statements are analyzed against, and drops
@@ -580,9 +567,11 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	}
 	switch {
 	case schema:
-		m.reloadCatalog(ctx)
+		m.reloadCatalog(ctx, "schema change", m.LoadCatalog)
 	case catalog:
-		m.followCatalog(ctx)
+		if m.reloadCatalog(ctx, "catalog change", m.refreshCatalog) {
+			m.stats.catalogFollowed.Add(1)
+		}
 	}
 	if h := m.cfg.Hooks.BeforeAdvance; h != nil {
 		h(b)
@@ -593,17 +582,22 @@ func (m *Materializer) Apply(ctx context.Context, b *ingest.Batch) error {
 	return nil
 }
 
-func (m *Materializer) reloadCatalog(ctx context.Context) {
-	if m.cfg.Loader == nil {
-		// Without a loader the old verdicts may be wrong: stop caching.
-		m.log.Error("schema change without a catalog loader: caching stays off")
-		return
+// reloadCatalog runs load after a schema or catalog change in the
+// stream, before the watermark passes it, so that no read served as fresh
+// past the change predates it. Until a load succeeds caching stays off:
+// the old verdicts may be wrong.
+func (m *Materializer) reloadCatalog(ctx context.Context, change string, load func(context.Context) error) bool {
+	err := errors.New("no catalog loader")
+	if m.cfg.Loader != nil {
+		err = load(ctx)
 	}
-	if err := m.LoadCatalog(ctx); err != nil {
-		m.log.Error("catalog reload after a schema change failed: caching stays off until the next one", "err", err)
-		return
+	if err != nil {
+		m.reload.Store(true)
+		m.log.Error("catalog reload after a "+change+" failed: caching stays off until the next one", "err", err)
+		return false
 	}
 	m.reload.Store(false)
+	return true
 }
 
 func (m *Materializer) purge(r *schemas.Reset) {

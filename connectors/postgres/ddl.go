@@ -102,15 +102,11 @@ func ensureDDLTrigger(ctx context.Context, conn *pgconn.PgConn, cfg Config) (boo
 	return false, nil
 }
 
-// ddlMessage recognises the event trigger's messages.
-func ddlMessage(msg pglogrepl.Message) (*pglogrepl.LogicalDecodingMessage, uint32, bool) {
-	switch x := msg.(type) {
-	case *pglogrepl.LogicalDecodingMessage:
-		return x, 0, x.Transactional && x.Prefix == DDLPrefix
-	case *pglogrepl.LogicalDecodingMessageV2:
-		return &x.LogicalDecodingMessage, x.Xid, x.Transactional && x.Prefix == DDLPrefix
-	}
-	return nil, 0, false
+// ddlMessage recognises the event triggers' messages, and the xid of a
+// streamed one's transaction.
+func ddlMessage(msg pglogrepl.Message) (xid uint32, ok bool) {
+	m, xid, ok := logicalMessage(msg)
+	return xid, ok && m.Transactional && m.Prefix == DDLPrefix
 }
 
 // catalogChange adds a catalog change to the transaction the message

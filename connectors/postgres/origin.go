@@ -59,6 +59,7 @@ func (c *OriginConfig) hosts() []OriginHost {
 // It is safe for concurrent use.
 type Origin struct {
 	cfg    OriginConfig
+	hosts  []OriginHost // cfg's, in the order they are tried
 	dialer net.Dialer
 }
 
@@ -69,7 +70,8 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("postgres: OriginConfig.Addr is required")
 	}
-	for _, h := range cfg.hosts() {
+	hosts := cfg.hosts()
+	for _, h := range hosts {
 		if _, _, err := net.SplitHostPort(h.Addr); err != nil {
 			return nil, fmt.Errorf("postgres: OriginConfig: host %q: %w", h.Addr, err)
 		}
@@ -89,7 +91,7 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Origin{cfg: cfg, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}, nil
+	return &Origin{cfg: cfg, hosts: hosts, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}, nil
 }
 
 // dial opens a connection to the first of the origin's hosts that can be
@@ -97,7 +99,7 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 // address.
 func (o *Origin) dial(ctx context.Context) (net.Conn, string, error) {
 	var errs []error
-	for _, h := range o.cfg.hosts() {
+	for _, h := range o.hosts {
 		conn, err := o.dialHost(ctx, h)
 		if err == nil {
 			return conn, h.Addr, nil
@@ -163,13 +165,12 @@ func startTLS(ctx context.Context, conn net.Conn, h OriginHost) (net.Conn, error
 
 // hostOf is the host key's backend runs on.
 func (o *Origin) hostOf(key pgwire.BackendKey) OriginHost {
-	hosts := o.cfg.hosts()
-	for _, h := range hosts {
+	for _, h := range o.hosts {
 		if h.Addr == key.Host {
 			return h
 		}
 	}
-	return hosts[0]
+	return o.hosts[0]
 }
 
 // Cancel sends a CancelRequest for key, on a connection of its own to the

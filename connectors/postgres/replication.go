@@ -309,16 +309,20 @@ func (s *stream) xlogData(ctx context.Context, xld pglogrepl.XLogData) error {
 
 // heartbeat recognises freshet's own non-transactional heartbeat messages.
 func heartbeat(msg pglogrepl.Message) (*pglogrepl.LogicalDecodingMessage, bool) {
-	var m *pglogrepl.LogicalDecodingMessage
+	m, _, ok := logicalMessage(msg)
+	return m, ok && !m.Transactional && m.Prefix == HeartbeatPrefix
+}
+
+// logicalMessage unwraps a logical decoding message of either protocol
+// version, with its transaction's xid when streamed (protocol 2).
+func logicalMessage(msg pglogrepl.Message) (m *pglogrepl.LogicalDecodingMessage, xid uint32, ok bool) {
 	switch x := msg.(type) {
 	case *pglogrepl.LogicalDecodingMessage:
-		m = x
+		return x, 0, true
 	case *pglogrepl.LogicalDecodingMessageV2:
-		m = &x.LogicalDecodingMessage
-	default:
-		return nil, false
+		return &x.LogicalDecodingMessage, x.Xid, true
 	}
-	return m, !m.Transactional && m.Prefix == HeartbeatPrefix
+	return nil, 0, false
 }
 
 // sendStatus reports as written, flushed and applied only what the bus has

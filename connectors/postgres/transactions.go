@@ -139,7 +139,7 @@ func (a *assembler) handle(msg pglogrepl.Message) (*ingest.Transaction, error) {
 	case *pglogrepl.TruncateMessageV2:
 		return nil, a.truncate(&m.TruncateMessage, m.Xid)
 	case *pglogrepl.LogicalDecodingMessage, *pglogrepl.LogicalDecodingMessageV2:
-		if _, xid, ok := ddlMessage(msg); ok && a.ddl {
+		if xid, ok := ddlMessage(msg); ok && a.ddl {
 			return nil, a.catalogChange(xid)
 		}
 		// Others are heartbeats, handled by the reader, or not freshet's.

@@ -21,13 +21,7 @@ func newLoopStats(reg prometheus.Registerer) *loopStats {
 		Help: "Cached sessions moved into the event loop to have their cache hits answered there (park), or back to the goroutine pumps (hand_back).",
 	}, []string{"direction"})}
 	if reg != nil {
-		if err := reg.Register(ls.moves); err != nil {
-			if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-				if cv, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					ls.moves = cv
-				}
-			}
-		}
+		ls.moves = registerCounterVec(reg, ls.moves)
 	}
 	return ls
 }

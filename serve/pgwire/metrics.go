@@ -22,20 +22,26 @@ func newServerMetrics(reg prometheus.Registerer, clients func() float64) *server
 	if reg == nil {
 		return m
 	}
-	if err := reg.Register(m.startups); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if cv, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				m.startups = cv
-			}
-		}
-	}
+	m.startups = registerCounterVec(reg, m.startups)
 	// A second Server on the same registry keeps the first one's gauge.
 	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "freshet_pgwire_clients",
 		Help: "Client sessions connected (past startup).",
 	}, clients))
 	return m
+}
+
+// registerCounterVec registers cv on reg, or returns the one a Server
+// before registered there (several Servers may share a registry).
+func registerCounterVec(reg prometheus.Registerer, cv *prometheus.CounterVec) *prometheus.CounterVec {
+	err := reg.Register(cv)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing
+		}
+	}
+	return cv
 }
 
 // startup counts how a connection's startup ended.

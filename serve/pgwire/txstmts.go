@@ -97,26 +97,30 @@ func (s *session) txExtended(msg []byte) []byte {
 		out := s.ensurePrepared(nil, st)
 		return appendMessage(out, 'D', []byte{'S'}, []byte(st.backend), []byte{0})
 	case 'C':
-		s.expect('3', false, "") // no such statement on the backend: it just answers
+		var undo func()
 		if len(body) >= 2 && body[0] == 'S' {
 			if name, _, ok := cut0(body[1:]); ok && len(name) > 0 {
-				s.forget(string(name))
+				undo = s.forget(string(name))
 			}
 		}
+		s.expect('3', false, "", undo) // no such statement on the backend: it just answers
 	}
 	return msg
 }
 
-// forget drops a named statement the client closes, until the backend
-// turns out to have skipped the Close.
-func (s *session) forget(name string) {
+// forget drops a named statement the client closes, and returns how to
+// take that back if the backend turns out to have skipped the Close.
+func (s *session) forget(name string) (undo func()) {
 	tx := s.tx
 	old, had := tx.stmts[name]
 	delete(tx.stmts, name)
+	// The Close goes as it is: it drops a backend statement of that
+	// name, should the client's name be one of freshet's.
 	delete(tx.cur.Prepared, name)
-	if had {
-		tx.expect[len(tx.expect)-1].undo = func() { tx.stmts[name] = old }
+	if !had {
+		return nil
 	}
+	return func() { tx.stmts[name] = old }
 }
 
 // txParse handles a Parse: the unnamed statement goes as it is; a named
@@ -127,21 +131,21 @@ func (s *session) txParse(msg, body []byte) []byte {
 	tx := s.tx
 	name, rest, ok := cut0(body)
 	if !ok {
-		s.expect('1', false, "")
+		s.expect('1', false, "", nil)
 		return msg
 	}
 	if sql, _, ok := cut0(rest); ok {
 		s.trackSQL(string(sql), true)
 	}
 	if len(name) == 0 {
-		s.expect('1', false, "")
+		s.expect('1', false, "", nil)
 		return msg
 	}
 	if old, dup := tx.stmts[string(name)]; dup {
 		// PostgreSQL refuses it (42P05); the backend does, for a Parse
 		// of the name it has (which the error then shows).
 		out := s.ensurePrepared(nil, old)
-		s.expect('1', false, "")
+		s.expect('1', false, "", nil)
 		return appendMessage(out, 'P', []byte(old.backend), []byte{0}, rest)
 	}
 	st := txStmt{backend: backendName(rest), parse: rest}
@@ -154,9 +158,8 @@ func (s *session) txParse(msg, body []byte) []byte {
 		out = s.closeOnBackend(out, st.backend)
 	}
 	out = s.makeRoom(out)
-	s.expect('1', false, st.backend)
 	key := string(name)
-	tx.expect[len(tx.expect)-1].undo = func() { delete(tx.stmts, key) }
+	s.expect('1', false, st.backend, func() { delete(tx.stmts, key) })
 	return appendMessage(out, 'P', []byte(st.backend), []byte{0}, st.parse)
 }
 
@@ -170,14 +173,14 @@ func (s *session) ensurePrepared(out []byte, st txStmt) []byte {
 	// after all (a confirmation still on its way).
 	out = s.closeOnBackend(out, st.backend)
 	out = s.makeRoom(out)
-	s.expect('1', true, st.backend)
+	s.expect('1', true, st.backend, nil)
 	return appendMessage(out, 'P', []byte(st.backend), []byte{0}, st.parse)
 }
 
 // closeOnBackend appends freshet's own Close of a backend statement.
 func (s *session) closeOnBackend(out []byte, name string) []byte {
 	delete(s.tx.cur.Prepared, name)
-	s.expect('3', true, "")
+	s.expect('3', true, "", nil)
 	return appendMessage(out, 'C', []byte{'S'}, []byte(name), []byte{0})
 }
 
@@ -193,8 +196,10 @@ func (s *session) makeRoom(out []byte) []byte {
 	return out
 }
 
-func (s *session) expect(typ byte, drop bool, mark string) {
-	s.tx.expect = append(s.tx.expect, expectation{typ: typ, drop: drop, mark: mark, sync: s.sent.Load()})
+// expect records an answer the attached backend owes for what is about
+// to be sent to it; undo, if set, is what to take back if it never comes.
+func (s *session) expect(typ byte, drop bool, mark string, undo func()) {
+	s.tx.expect = append(s.tx.expect, expectation{typ: typ, drop: drop, mark: mark, sync: s.sent.Load(), undo: undo})
 }
 
 // txAnswer takes a ParseComplete or CloseComplete from backend oc and
