@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
 )
@@ -73,8 +74,19 @@ func TestFreshetUpPrecision(t *testing.T) {
 // between the steps of fills (refreshes included: refresh-ahead is on)
 // and of change application; every read is checked against the origin's
 // history (see TestMaterializerConsistencyAdversarial for the checks).
+// Once with a backend per client, once with transaction pooling, where
+// each request may reach another backend and hits reach none.
 func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 	t.Parallel()
+	for _, pooled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "session", true: "transaction_pooling"}[pooled], func(t *testing.T) {
+			t.Parallel()
+			consistencyAdversarial(t, pooled)
+		})
+	}
+}
+
+func consistencyAdversarial(t *testing.T, txPooling bool) {
 	const (
 		rows   = 64
 		minOps = 100_000
@@ -89,6 +101,9 @@ func TestFreshetUpConsistencyAdversarial(t *testing.T) {
 		adversarialHooks(applied), bound, func(f *upFixture, cfg *embedded.Config) {
 			u, _ := url.Parse(testenv.PostgresURL(t))
 			cfg.RefreshURL = makeRefreshLogin(t, f, u.User.Username())
+			if txPooling {
+				cfg.Clients = front.Clients{AuthURL: testenv.PostgresURL(t), TransactionPooling: true}
+			}
 		})
 	sel := "SELECT ver FROM " + f.table("acct") + " WHERE id = $1"
 	w := adversarialWorkload{

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,32 @@ func TestPgwireTransactionPooling(t *testing.T) {
 		}
 		if err := a.QueryRow(ctx, "SELECT $1::int + 1", 1).Scan(&sum); err != nil || sum != 2 {
 			t.Fatalf("after the errors: %d, %v", sum, err)
+		}
+	})
+	t.Run("the unnamed statement follows the client", func(t *testing.T) {
+		// lib/pq's way: Parse-Describe, then Bind-Execute in the next
+		// request, which may get another backend, or one that holds
+		// another client's unnamed statement.
+		a := connectMode(ctx, t, url, pgx.QueryExecModeExec)
+		b := connectMode(ctx, t, url, pgx.QueryExecModeExec)
+		if _, err := a.PgConn().Prepare(ctx, "", "SELECT $1::int + 1", nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			if _, err := b.PgConn().Prepare(ctx, "", "SELECT $1::int * 10, 'b'", nil); err != nil {
+				t.Fatal(err)
+			}
+			res := a.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte(strconv.Itoa(i))}, nil, nil).Read()
+			if res.Err != nil || len(res.Rows) != 1 || len(res.Rows[0]) != 1 || string(res.Rows[0][0]) != strconv.Itoa(i+1) {
+				t.Fatalf("round %d: a's unnamed statement gave %q, %v; want %d", i, res.Rows, res.Err, i+1)
+			}
+		}
+		// A simple Query destroys the unnamed statement, as on PostgreSQL.
+		if _, err := a.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if res := a.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("1")}, nil, nil).Read(); pgCode(res.Err) != "26000" {
+			t.Fatalf("the unnamed statement after a simple Query: %q, %v; want 26000", res.Rows, res.Err)
 		}
 	})
 	t.Run("backends keep a bounded number of statements", func(t *testing.T) {

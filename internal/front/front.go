@@ -199,9 +199,6 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 	if f.clients, err = cfg.Clients.apply(&wire); err != nil {
 		return nil, err
 	}
-	if wire.Mode == pgwire.TransactionMode {
-		log.Warn("transaction pooling: reads are relayed to the origin, never cached")
-	}
 	if f.Pool, err = pgxpool.New(ctx, cfg.Origin); err != nil {
 		return nil, fmt.Errorf("origin pool: %w", err)
 	}

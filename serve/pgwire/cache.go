@@ -112,6 +112,9 @@ func (s *session) cacheIdle() bool {
 	if c.extOpen || c.unknown.Load() {
 		return false
 	}
+	if s.tx != nil {
+		return s.txDetached()
+	}
 	sent := s.sent.Load()
 	// The client may have read the last ReadyForQuery before the origin
 	// pump recorded its flush: when every answer is in, the pump is
@@ -138,6 +141,24 @@ func (s *session) cacheIdle() bool {
 
 // cacheIdleWait bounds cacheIdle's wait for the origin pump.
 const cacheIdleWait = 100 * time.Millisecond
+
+// cacheMessage shows the cache the client message whose header r holds
+// before it is forwarded: a request the cache answers is consumed
+// (served); any other keeps the session's statements and its
+// read-your-writes fence up to date.
+func (s *session) cacheMessage(ctx context.Context, r *bufio.Reader, typ byte, n int) (served bool, err error) {
+	switch typ {
+	case 'Q':
+		return s.cacheQuery(ctx, r, n)
+	case 'S':
+		s.cacheSync()
+	case 'F':
+		s.cacheWrote()
+	case 'P', 'B', 'D', 'E', 'C', 'H':
+		return s.cacheExtendedMessage(ctx, r, typ, n)
+	}
+	return false, nil
+}
 
 // cacheQuery offers a simple Query to the cache; served reports that the
 // response was written from the cache and the message consumed.
@@ -275,12 +296,24 @@ func (s *session) cacheExtended(ctx context.Context, r *bufio.Reader) (bool, err
 	if !ok {
 		return false, nil
 	}
-	p, ok := c.statement(seq.stmt, true)
+	p, ok := s.statement(seq.stmt)
 	if !ok {
 		return false, nil
 	}
 	c.sequenceRequest(p.sql, seq.shape, p.types)
 	return s.lookup(ctx, r, total)
+}
+
+// statement is the prepared statement a Bind names: a named one, or the
+// unnamed one if the client has it.
+func (s *session) statement(name string) (prepared, bool) {
+	if name == "" || s.tx == nil {
+		return s.cache.statement(name, true)
+	}
+	s.tx.mu.Lock()
+	st, ok := s.tx.stmts[name]
+	s.tx.mu.Unlock()
+	return prepared{sql: st.sql, types: st.types}, ok && st.sql != ""
 }
 
 // statement is the prepared statement a Bind names: a named one, or the
@@ -475,6 +508,9 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 	cacheable := st.Class == materialize.ClassCacheable && !st.Multi
 	if len(name) == 0 {
 		return cacheable && c.unnamed.set(b)
+	}
+	if s.tx != nil {
+		return false // named statements: tx.stmts (txstmts.go)
 	}
 	if _, dup := c.stmts[string(name)]; dup {
 		// The origin refuses a second Parse of a name: which statement

@@ -75,16 +75,19 @@
 // next backend, and state a backend keeps but freshet cannot replay
 // (temporary tables, session advisory locks, LISTEN, SQL PREPARE,
 // cursors, named protocol-level statements, set_config, SET inside a
-// transaction) pins the client to its backend until it leaves. As with
-// PgBouncer, an unnamed statement parsed in one Sync and bound in the
-// next may land on another backend in TransactionMode.
+// transaction) pins the client to its backend until it leaves. The
+// unnamed statement follows the client: a Bind or Describe of it that
+// reaches a backend its Parse did not reach in the same attachment gets
+// that Parse first (txRestoreUnnamed), where PgBouncer would run it on
+// whatever unnamed statement that backend holds.
 //
 // # Cache
 //
-// In SessionMode with a materialize.Cache other than PassThrough
-// (cache.go, ADR 0007), a session that is idle — nothing outstanding at
-// the origin, every answer flushed to the client, transaction status I,
-// session state known — offers two request forms to the cache: a simple
+// With a materialize.Cache other than PassThrough (cache.go, ADR 0007),
+// a session that is idle — nothing outstanding at the origin, every
+// answer flushed to the client, transaction status I, session state
+// known; in TransactionMode, holding no backend — offers two request
+// forms to the cache: a simple
 // Query, and Bind [Describe] Execute Sync on a named statement, whole in
 // the read buffer. A hit is one write of the stored response and the
 // request is consumed; a miss forwards the request and the origin pump
@@ -92,7 +95,9 @@
 // DISCARD, set_config or a ParameterStatus make the session unknown
 // (relayed only); anything that may have written makes the next cached
 // read wait for the change stream to pass the origin's position.
-// TransactionMode sessions are relayed only.
+// In TransactionMode a hit takes no backend, and a miss is captured by
+// the pump of the backend it attaches; a pinned session holds its
+// backend, so it is relayed only.
 //
 // # Concurrency
 //

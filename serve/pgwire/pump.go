@@ -80,46 +80,24 @@ func (s *session) pumpClient(ctx context.Context) error {
 		if err := s.checkFrontend(typ, n); err != nil {
 			return err
 		}
-		switch typ {
-		case 'X':
+		if typ == 'X' {
 			return errTerminate
-		case 'Q':
-			if s.cache != nil {
-				served, err := s.cacheQuery(ctx, r, n)
-				if err != nil {
-					return fmt.Errorf("write to client: %w", err)
-				}
-				if served {
-					continue
-				}
+		}
+		if s.cache != nil {
+			served, err := s.cacheMessage(ctx, r, typ, n)
+			if err != nil {
+				return fmt.Errorf("write to client: %w", err)
 			}
-			s.requestSent()
-		case 'S':
-			s.unsynced.Store(false)
-			s.cacheSync()
-			s.requestSent()
-		case 'F':
-			s.cacheWrote()
-			s.requestSent()
-		case 'P', 'B', 'D', 'E', 'C', 'H':
-			if s.cache != nil {
-				served, err := s.cacheExtendedMessage(ctx, r, typ, n)
-				if err != nil {
-					return fmt.Errorf("write to client: %w", err)
-				}
-				if served {
-					continue
-				}
+			if served {
+				continue
 			}
-			if !s.unsynced.Load() {
-				s.unsynced.Store(true)
-			}
-			if s.cache != nil && (typ == 'B' || typ == 'D') {
+			if typ == 'B' || typ == 'D' {
 				if err := s.restoreUnnamed(r, w, typ, n); err != nil {
 					return fmt.Errorf("write to origin: %w", err)
 				}
 			}
 		}
+		s.accountClient(typ)
 		s.park.pumpHit = 0
 		if err := forward(r, w, n+1); err != nil {
 			return s.clientErr(err)

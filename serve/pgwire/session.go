@@ -77,7 +77,7 @@ func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginCo
 		s.who.Database = s.who.User
 	}
 	s.txStatus.Store(uint32(origin.TxStatus))
-	if _, pass := srv.cfg.Cache.(materialize.PassThrough); !pass && srv.cfg.Mode == SessionMode {
+	if _, pass := srv.cfg.Cache.(materialize.PassThrough); !pass {
 		s.cache = newCacheState(s.who, startup.Parameters, origin.Greeting)
 	}
 	srv.keys.add(s)
@@ -110,8 +110,8 @@ func (s *session) release() {
 	}
 }
 
-// accountClient notes a client message about to be forwarded by a relay
-// without cache or transaction pooling.
+// accountClient notes a client message about to be forwarded to the
+// session's own backend (session mode).
 func (s *session) accountClient(typ byte) {
 	switch typ {
 	case 'Q', 'F':

@@ -40,6 +40,12 @@ type txState struct {
 	cw    *bufio.Writer // to the client; used by the attached backend's pump
 	pumps sync.WaitGroup
 
+	// unnamed is the client's unnamed statement; unnamedHere is set when
+	// it went to the attached backend since it was attached
+	// (txRestoreUnnamed). unnamed belongs to the client pump.
+	unnamed     unnamedStmt
+	unnamedHere bool
+
 	stmts  map[string]txStmt // named statements, by the client's names (txstmts.go)
 	expect []expectation     // answers the attached backend owes, in order
 }
@@ -77,6 +83,15 @@ func (s *session) runTx(ctx context.Context) {
 	}
 }
 
+// txDetached reports whether the session holds no backend: every
+// request it sent was answered and flushed to the client, outside a
+// transaction, and it is not pinned. Only the client pump attaches one.
+func (s *session) txDetached() bool {
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	return s.tx.cur == nil
+}
+
 func (s *session) cancelBackend(ctx context.Context, oc *OriginConn) {
 	if !s.busy() && s.txStatus.Load() == 'I' {
 		return
@@ -110,8 +125,20 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 		if err := s.checkFrontend(typ, n); err != nil {
 			return err
 		}
-		if typ == 'X' {
+		switch typ {
+		case 'X':
 			return errTerminate
+		case 'Q':
+			tx.unnamed.forget() // a simple Query destroys it
+		}
+		if s.cache != nil {
+			served, err := s.cacheMessage(ctx, r, typ, n)
+			if err != nil {
+				return fmt.Errorf("write to client: %w", err)
+			}
+			if served {
+				continue
+			}
 		}
 		var msg []byte
 		if typ == 'P' || typ == 'B' || typ == 'D' || typ == 'C' {
@@ -132,7 +159,11 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 			w, wFor = bufio.NewWriterSize(tx.cur.Conn, s.srv.cfg.BufferSize), tx.cur
 		}
 		if msg != nil {
+			pre := s.txRestoreUnnamed(msg)
 			out := s.txExtended(msg)
+			if pre != nil {
+				out = append(pre, out...)
+			}
 			tx.mu.Unlock()
 			if _, err := w.Write(out); err != nil {
 				return fmt.Errorf("write to origin: %w", err)
@@ -272,7 +303,7 @@ func (s *session) attach(ctx context.Context) error {
 			return fatalf(CodeConnectionFailure, err, "freshet: could not restore session settings on an origin backend")
 		}
 	}
-	tx.cur = oc
+	tx.cur, tx.unnamedHere = oc, false
 	tx.pumps.Add(1)
 	go func() {
 		defer tx.pumps.Done()
@@ -342,8 +373,12 @@ func (s *session) pumpTxOrigin(ctx context.Context, oc *OriginConn) {
 				}
 				continue
 			}
+			var fill *capture
+			if s.cache != nil {
+				fill = s.cacheOriginMessage(r, typ, n+1)
+			}
 			if typ == 'Z' && n == 5 {
-				done, err := s.txReady(ctx, oc)
+				done, err := s.txReady(ctx, oc, fill)
 				if done || err != nil {
 					return err
 				}
@@ -363,15 +398,19 @@ func (s *session) pumpTxOrigin(ctx context.Context, oc *OriginConn) {
 	_ = s.client.SetReadDeadline(time.Now())
 }
 
-// txReady relays a ReadyForQuery and, when it ends the transaction,
-// detaches the backend and returns it to the pool (done).
-func (s *session) txReady(ctx context.Context, oc *OriginConn) (done bool, err error) {
+// txReady relays a ReadyForQuery, ending the fill in progress if any,
+// and, when it ends the transaction, detaches the backend and returns it
+// to the pool (done).
+func (s *session) txReady(ctx context.Context, oc *OriginConn, fill *capture) (done bool, err error) {
 	tx, r := s.tx, oc.Reader
 	z, err := r.Peek(6)
 	if err != nil {
 		return false, fmt.Errorf("read origin: %w", err)
 	}
 	status := z[5]
+	if fill != nil {
+		s.finishCapture(fill, status)
+	}
 	tx.mu.Lock()
 	s.readyForQuery(status)
 	s.settleExpectations()

@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"io"
+
+	"github.com/freshetdb/freshet/materialize"
 )
 
 // Named prepared statements under transaction pooling. A client's named
@@ -31,6 +33,10 @@ const maxBackendStatements = 1000
 type txStmt struct {
 	backend string // its name on backends
 	parse   []byte // the Parse body after the name: query, parameter types
+	// sql and types are parse decoded for the cache, when it is a read
+	// the cache may answer (else sql is empty).
+	sql   string
+	types []uint32
 }
 
 // expectation is an answer a backend owes for a Parse or Close forwarded
@@ -99,8 +105,11 @@ func (s *session) txExtended(msg []byte) []byte {
 	case 'C':
 		var undo func()
 		if len(body) >= 2 && body[0] == 'S' {
-			if name, _, ok := cut0(body[1:]); ok && len(name) > 0 {
+			switch name, _, ok := cut0(body[1:]); {
+			case ok && len(name) > 0:
 				undo = s.forget(string(name))
+			case ok:
+				tx.unnamed.forget()
 			}
 		}
 		s.expect('3', false, "", undo) // no such statement on the backend: it just answers
@@ -138,7 +147,9 @@ func (s *session) txParse(msg, body []byte) []byte {
 		s.trackSQL(string(sql), true)
 	}
 	if len(name) == 0 {
-		s.expect('1', false, "", nil)
+		tx.unnamed.set(msg)
+		tx.unnamedHere = true
+		s.expect('1', false, "", func() { tx.unnamedHere = false })
 		return msg
 	}
 	if old, dup := tx.stmts[string(name)]; dup {
@@ -149,6 +160,11 @@ func (s *session) txParse(msg, body []byte) []byte {
 		return appendMessage(out, 'P', []byte(old.backend), []byte{0}, rest)
 	}
 	st := txStmt{backend: backendName(rest), parse: rest}
+	if _, sql, types, ok := parseParse(msg, nil); ok && s.cache != nil {
+		if c := materialize.Classify(string(sql)); c.Class == materialize.ClassCacheable && !c.Multi {
+			st.sql, st.types = string(sql), types
+		}
+	}
 	if tx.stmts == nil {
 		tx.stmts = map[string]txStmt{}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"unsafe"
 )
 
@@ -110,6 +111,9 @@ func (s *session) cacheParsed(ctx context.Context, r *bufio.Reader, n int) (bool
 	served, err := s.lookup(ctx, r, n+1+total)
 	// Answered from the cache, the Parse never reached the origin.
 	u.pending = served
+	if served && s.tx != nil {
+		s.tx.unnamed.keep(u.msg, len(u.sql), u.types)
+	}
 	return served, err
 }
 
@@ -164,4 +168,23 @@ func (s *session) swallowParse(typ byte) bool {
 		s.cache.swallowAt.Store(0)
 	}
 	return false
+}
+
+// txRestoreUnnamed is restoreUnnamed under transaction pooling, where
+// the backend a Bind or Describe of the unnamed statement reaches may
+// hold another client's unnamed statement, or none: unless the client's
+// own Parse went to this backend since it was attached, it returns that
+// Parse (tx.unnamed) to send ahead of msg, and expects the ParseComplete
+// freshet drops. So the unnamed statement works across transactions, and
+// a fill on it (always the first request of an attachment) runs the
+// statement its key names. Called with tx.mu held, before msg's own
+// expectations.
+func (s *session) txRestoreUnnamed(msg []byte) []byte {
+	tx := s.tx
+	if !tx.unnamed.valid || tx.unnamedHere || !usesUnnamed(msg[0], msg) {
+		return nil
+	}
+	tx.unnamedHere = true
+	s.expect('1', true, "", func() { tx.unnamedHere = false })
+	return slices.Clone(tx.unnamed.msg)
 }
