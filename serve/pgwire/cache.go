@@ -46,6 +46,9 @@ type cacheState struct {
 	// unknown is set when a setting changed or session state the cache
 	// key does not cover appeared (SET, a ParameterStatus, DISCARD...).
 	unknown atomic.Bool
+	// settings are the output settings as the origin last reported them,
+	// copied on write by the origin's pump (settings.go).
+	settings atomic.Pointer[cache.Settings]
 	// capture is the fill whose response the origin pump is collecting.
 	capture atomic.Pointer[capture]
 	// flushed is the ReadyForQuery count the origin pump had relayed and
@@ -98,9 +101,13 @@ func newCacheState(who materialize.Session, startup map[string]string, greeting 
 					c.req.Settings[i] = string(val)
 				}
 			}
+			if !analyzable(string(name), string(val)) {
+				c.unknown.Store(true)
+			}
 		}
 		greeting = greeting[n+1:]
 	}
+	c.settings.Store(c.req.Settings)
 	return c
 }
 
@@ -178,8 +185,10 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	st := materialize.Classify(sql)
 	switch {
 	case st.Class == materialize.ClassSessionState || changesSettings(sql):
-		c.unknown.Store(true)
-		c.req.FencePending = true
+		if changesSettings(sql) || !keepsSessionKnown(sql) {
+			c.unknown.Store(true)
+			c.req.FencePending = true // EXECUTE, FETCH ... may write
+		}
 		return false, nil
 	case st.Class != materialize.ClassCacheable || st.Multi:
 		c.req.FencePending = true
@@ -197,6 +206,7 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 // bytes of r.
 func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool, error) {
 	c := s.cache
+	c.syncSettings()
 	a, key := s.srv.cfg.Cache.Lookup(ctx, &c.req, c.key)
 	c.key = key
 	c.req.SQL = "" // it may alias the read buffer
@@ -274,7 +284,11 @@ func (s *session) cacheWrote() {
 // it. It returns the fill in progress, if any.
 func (s *session) cacheOriginMessage(r *bufio.Reader, typ byte, total int) *capture {
 	if typ == 'S' {
-		s.cache.unknown.Store(true)
+		if b, err := r.Peek(total); err == nil && total <= r.Size() {
+			s.cache.parameterStatus(b[5:])
+		} else {
+			s.cache.unknown.Store(true)
+		}
 	}
 	c := s.cache.capture.Load()
 	if c != nil {
@@ -502,7 +516,9 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 	st := materialize.Classify(string(sql))
 	if st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
 		// SET ROLE, SET search_path ... through the extended protocol.
-		c.unknown.Store(true)
+		if changesSettings(string(sql)) || !keepsSessionKnown(string(sql)) {
+			c.unknown.Store(true)
+		}
 		return false
 	}
 	cacheable := st.Class == materialize.ClassCacheable && !st.Multi

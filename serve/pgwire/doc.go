@@ -87,13 +87,16 @@
 // a session that is idle — nothing outstanding at the origin, every
 // answer flushed to the client, transaction status I, session state
 // known; in TransactionMode, holding no backend — offers two request
-// forms to the cache: a simple
-// Query, and Bind [Describe] Execute Sync on a named statement, whole in
-// the read buffer. A hit is one write of the stored response and the
-// request is consumed; a miss forwards the request and the origin pump
-// copies its response up to ReadyForQuery into the fill. SET, RESET,
-// DISCARD, set_config or a ParameterStatus make the session unknown
-// (relayed only); anything that may have written makes the next cached
+// forms to the cache: a simple Query, and Bind [Describe] Execute Sync
+// on a named statement, whole in the read buffer. A hit is one write of
+// the stored response and the request is consumed; a miss forwards the
+// request and the origin pump copies its response up to ReadyForQuery
+// into the fill. A SET or RESET of a setting the origin reports back
+// (TimeZone, DateStyle, IntervalStyle; the reported value goes into the
+// key) or of one that never changes an answer's bytes keeps the session
+// known (settings.go); any other, DISCARD, set_config, a client encoding
+// other than UTF-8 or an unknown ParameterStatus make it unknown
+// (relayed only). Anything that may have written makes the next cached
 // read wait for the change stream to pass the origin's position.
 // In TransactionMode a hit takes no backend, and a miss is captured by
 // the pump of the backend it attaches; a pinned session holds its

@@ -344,7 +344,8 @@ func TestLoopClientClosesWhileParked(t *testing.T) {
 }
 
 // What the origin says while the session is parked reaches the client
-// through the pumps; a ParameterStatus then keeps reads off the cache.
+// through the pumps; a ParameterStatus the key does not follow then keeps
+// reads off the cache.
 func TestLoopOriginSpeaksWhileParked(t *testing.T) {
 	fc := newFakeCache()
 	client, origin, sess, _ := cachedSession(t, Config{}, fc, nil)
@@ -357,7 +358,7 @@ func TestLoopOriginSpeaksWhileParked(t *testing.T) {
 		t.Fatalf("client got %q, want the notification", got)
 	}
 	ask(t, client, pointQuery("1"), resp)
-	status := msg('S', "TimeZone\x00UTC\x00")
+	status := msg('S', "session_authorization\x00mallory\x00")
 	if _, err := origin.Write(status); err != nil {
 		t.Fatal(err)
 	}

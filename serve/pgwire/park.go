@@ -244,6 +244,7 @@ func (s *session) loopExtended(m []byte) *cache.Entry {
 // lookupHit asks the cache for a hit on c.req without blocking.
 func (s *session) lookupHit() *cache.Entry {
 	c := s.cache
+	c.syncSettings()
 	e, key := s.park.hl.LookupHit(&c.req, c.key)
 	c.key = key
 	return e

@@ -1,0 +1,114 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// railsSets are the statements Rails' PostgreSQL adapter runs on every
+// new connection.
+var railsSets = []string{
+	"SET client_min_messages TO 'warning'",
+	"SET standard_conforming_strings = on",
+	"SET intervalstyle = iso_8601",
+	"SET SESSION timezone TO 'Asia/Tokyo'",
+}
+
+// TestFreshetUpSettings: a session that changes settings the key follows
+// (time zone, date and interval style, reported back by the origin) or
+// that never change an answer's bytes (client_min_messages,
+// statement_timeout, ...) is still answered from the cache, under keys of
+// its own values, byte for byte what the origin answers with those
+// settings. A setting the key does not follow, a custom setting and a
+// client encoding other than UTF-8 keep the session off the cache.
+func TestFreshetUpSettings(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUp(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, at timestamptz NOT NULL, span interval NOT NULL);
+		INSERT INTO {name}_t VALUES (1, '2026-01-01 12:00:00+00', '1 day 2 hours');`, materialize.Hooks{}, 5*time.Second)
+	m := f.node.Materializer()
+	sel := "SELECT at, span FROM " + f.table("t") + " WHERE id = 1"
+	query := &pgproto3.Query{String: sel}
+
+	// Rails' connection: the same bytes as the origin's, in Tokyo time
+	// and ISO 8601 intervals, and cached.
+	through, direct := dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))
+	for _, set := range railsSets {
+		through.roundTrip(&pgproto3.Query{String: set})
+		direct.roundTrip(&pgproto3.Query{String: set})
+	}
+	want := direct.roundTrip(query)
+	if !bytes.Contains(want, []byte("2026-01-01 21:00:00+09")) || !bytes.Contains(want, []byte("P1DT2H")) {
+		t.Fatalf("the origin's answer in Tokyo with ISO 8601 intervals: %q", want)
+	}
+	hits := m.Stats().Hits
+	for i := range 3 {
+		if got := through.roundTrip(query); !bytes.Equal(got, want) {
+			t.Fatalf("read %d after Rails' SETs: through freshet %q, direct %q", i, got, want)
+		}
+	}
+	if got := m.Stats().Hits - hits; got < 2 {
+		t.Fatalf("%d of 3 reads after Rails' SETs were hits, want at least 2; %+v", got, m.Stats())
+	}
+
+	// A client with the default settings shares none of those entries.
+	plain, plainDirect := dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))
+	want = plainDirect.roundTrip(query)
+	for i := range 2 {
+		if got := plain.roundTrip(query); !bytes.Equal(got, want) {
+			t.Fatalf("read %d with the default settings: through freshet %q, direct %q", i, got, want)
+		}
+	}
+	// Changing the time zone back and forth keys each read right.
+	for _, tz := range []string{"America/New_York", "UTC", "America/New_York"} {
+		set := &pgproto3.Query{String: "SET TIME ZONE '" + tz + "'"}
+		through.roundTrip(set)
+		direct.roundTrip(set)
+		if got, want := through.roundTrip(query), direct.roundTrip(query); !bytes.Equal(got, want) {
+			t.Fatalf("in %s: through freshet %q, direct %q", tz, got, want)
+		}
+	}
+
+	off := func(what string, c *pgx.Conn) {
+		t.Helper()
+		hits := m.Stats().Hits
+		for range 3 {
+			var at time.Time
+			var span time.Duration
+			if err := c.QueryRow(ctx, sel).Scan(&at, &span); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+		if m.Stats().Hits != hits {
+			t.Fatalf("%s: answered from the cache", what)
+		}
+	}
+	for _, set := range []string{"SET extra_float_digits = 0", "SET app.tenant = '7'", "SET search_path = public"} {
+		c := f.connect(ctx)
+		if _, err := c.Exec(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+		off(set, c)
+	}
+
+	// Another client encoding: the origin converts the text the client
+	// sends, so the constants analysis would see are not the stream's.
+	latin := dialHijacked(ctx, t, f.url()+"&client_encoding=LATIN1")
+	hits = m.Stats().Hits
+	for range 3 {
+		latin.roundTrip(query)
+	}
+	if m.Stats().Hits != hits {
+		t.Fatal("a LATIN1 session was answered from the cache")
+	}
+}

@@ -1,0 +1,95 @@
+package pgwire
+
+import (
+	"bytes"
+
+	"github.com/freshetdb/freshet/materialize/analyze"
+	"github.com/freshetdb/freshet/materialize/cache"
+)
+
+// A client may change some settings and still be answered from the
+// cache. ORMs set several at connect (Rails: client_min_messages,
+// standard_conforming_strings, intervalstyle, timezone; Django: the time
+// zone), and a session that any SET made unknown would never be cached.
+//
+// keyedSettings are reported by the origin (GUC_REPORT): the change comes
+// back as a ParameterStatus with the canonical value, which goes into the
+// key (parameterStatus), so reads under the old and the new value never
+// share an entry. inertSettings never change the bytes of a cacheable
+// read's answer: they bound time, set log levels or tune plans, which may
+// reorder rows only where the query did not ask for an order. Any other
+// setting (search_path, role, extra_float_digits, bytea_output, a custom
+// one that row security or a view may read, ...) makes the session
+// unknown, as before.
+var (
+	keyedSettings = map[string]bool{
+		"timezone": true, "datestyle": true, "intervalstyle": true,
+		"client_encoding": true, "standard_conforming_strings": true,
+	}
+	inertSettings = map[string]bool{
+		"application_name": true, "client_min_messages": true,
+		"statement_timeout": true, "lock_timeout": true, "idle_in_transaction_session_timeout": true,
+		"idle_session_timeout": true, "work_mem": true, "jit": true, "synchronous_commit": true,
+	}
+	// reportedInert are ParameterStatus names that say nothing about the
+	// bytes of an answer.
+	reportedInert = map[string]bool{
+		"application_name": true, "default_transaction_read_only": true, "in_hot_standby": true,
+		"scram_iterations": true,
+	}
+)
+
+// keepsSessionKnown reports whether sql, a session-state statement, only
+// changes settings the cache follows or need not.
+func keepsSessionKnown(sql string) bool {
+	name, ok := analyze.SettingChanged(sql)
+	return ok && (keyedSettings[name] || inertSettings[name])
+}
+
+// parameterStatus follows a ParameterStatus (body after the header) from
+// the origin: a keyed setting's new value goes into the key of the reads
+// that follow; anything unknown makes the session unknown. Called by
+// whichever pump relays the origin's messages.
+func (c *cacheState) parameterStatus(body []byte) {
+	name, rest, _ := bytes.Cut(body, []byte{0})
+	val, _, _ := bytes.Cut(rest, []byte{0})
+	for i, s := range cache.SettingNames {
+		if s == string(name) {
+			next := *c.settings.Load()
+			next[i] = string(val)
+			c.settings.Store(&next)
+			if !analyzable(s, string(val)) {
+				c.unknown.Store(true)
+			}
+			return
+		}
+	}
+	if !reportedInert[string(name)] {
+		c.unknown.Store(true)
+	}
+}
+
+// analyzable reports whether a session with setting name at val sends
+// text that analysis reads as the origin does. The parser reads UTF-8
+// with standard conforming strings; in another client encoding the
+// constants and parameters it extracts are not the bytes the change
+// stream carries (the origin converts them), so an update would not find
+// the entries that depend on them.
+func analyzable(name, val string) bool {
+	switch name {
+	case "client_encoding":
+		return val == "UTF8"
+	case "standard_conforming_strings":
+		return val == "on"
+	}
+	return true
+}
+
+// syncSettings takes the settings the origin last reported into the
+// request about to be looked up. The origin's pump publishes them before
+// it relays the ReadyForQuery that the lookup waited for.
+func (c *cacheState) syncSettings() {
+	if p := c.settings.Load(); p != c.req.Settings {
+		c.req.Settings = p
+	}
+}
