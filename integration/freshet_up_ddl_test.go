@@ -132,3 +132,74 @@ func TestKafkaRegionFollowsDDL(t *testing.T) {
 		t.Fatalf("read in the region after the REVOKE was applied: %v, want 42501; stats %+v", err, m.Stats())
 	}
 }
+
+// TestFreshetUpTemporaryTableShadows: a session's temporary table hides a
+// published table of the same name from that session's unqualified
+// reads (pg_temp comes first in every search_path). Once it exists, those
+// reads are the temporary table's, never the cache's: at once when the
+// session created it itself (seen in its words, with or without the DDL
+// trigger), and once the watermark covers its creation when a function
+// did (the DDL trigger marks a temporary relation that shadows another).
+// No periodic catalog reload runs here.
+func TestFreshetUpTemporaryTableShadows(t *testing.T) {
+	t.Parallel()
+	for _, trigger := range []bool{true, false} {
+		t.Run(map[bool]string{true: "ddl_trigger", false: "no_ddl_trigger"}[trigger], func(t *testing.T) {
+			t.Parallel()
+			temporaryTableShadows(t, trigger)
+		})
+	}
+}
+
+func temporaryTableShadows(t *testing.T, trigger bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUpWith(t, []string{"t", "u"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_t VALUES (1, 10);
+		CREATE TABLE {name}_u (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_u VALUES (1, 10);
+		CREATE FUNCTION {name}_shadow() RETURNS void LANGUAGE plpgsql AS $$
+		BEGIN
+			CREATE TEMP TABLE {name}_u (id int, v int);
+			INSERT INTO {name}_u VALUES (1, 777);
+		END $$;`, materialize.Hooks{}, 0,
+		func(f *upFixture, cfg *embedded.Config) { cfg.DDLTrigger = trigger })
+	t.Cleanup(func() { _, _ = f.super.Exec(context.Background(), "DROP FUNCTION IF EXISTS "+f.table("shadow")+"()") })
+	m := f.node.Materializer()
+	read := func(t *testing.T, c *pgx.Conn, table string, want int) {
+		t.Helper()
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			var v int
+			if err := c.QueryRow(ctx, "SELECT v FROM "+f.table(table)+" WHERE id = $1", mode, 1).Scan(&v); err != nil || v != want {
+				t.Fatalf("read (%s): %d, %v; want %d", mode, v, err, want)
+			}
+		}
+	}
+	shadowed := func(t *testing.T, table, create string, want int) {
+		c := f.connect(ctx)
+		before := m.Stats().Hits
+		read(t, c, table, 10)
+		read(t, c, table, 10)
+		if m.Stats().Hits == before {
+			t.Fatal("the read was not cached to begin with")
+		}
+		if _, err := c.Exec(ctx, create); err != nil {
+			t.Fatal(err)
+		}
+		// The first reads resolve the session's read-your-writes fence
+		// (they may go to the origin while the watermark is behind it);
+		// past the watermark, the cache may answer the next ones.
+		read(t, c, table, want)
+		f.waitWatermark(ctx)
+		read(t, c, table, want)
+	}
+	t.Run("created by the session", func(t *testing.T) {
+		shadowed(t, "t", "CREATE TEMP TABLE "+f.table("t")+" (id int, v int); INSERT INTO "+f.table("t")+" VALUES (1, 999)", 999)
+	})
+	if trigger {
+		t.Run("created by a function", func(t *testing.T) {
+			shadowed(t, "u", "SELECT "+f.table("shadow")+"()", 777)
+		})
+	}
+}

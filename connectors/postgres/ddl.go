@@ -21,17 +21,19 @@ const DDLPrefix = "freshet_ddl"
 // own errors: it must never make a user's DDL fail. Commands only on
 // temporary objects write none: an application making and dropping
 // temporary tables at a high rate must not make every consumer reload its
-// catalog as often (they are seen at the periodic reload, as before).
-// ddl_command_end does not list what a DROP removed, so DROPs are judged
-// at sql_drop, by the objects dropped. The message carries the command
-// tag, for the log.
+// catalog as often (they are seen at the periodic reload, as before) —
+// unless a temporary relation takes the name of a permanent one: it then
+// hides that relation from its session's unqualified names (pg_temp comes
+// first in every search_path), and the catalog must know before the
+// session's next read is answered. ddl_command_end does not list what a
+// DROP removed, so DROPs are judged at sql_drop, by the objects dropped.
+// The message carries the command tag, for the log.
 const (
-	ddlTrigger     = "freshet_ddl"
-	ddlDropTrigger = "freshet_ddl_drop"
-	ddlFunction    = "public.freshet_ddl_message"
-	tempSchema     = `(c.schema_name LIKE 'pg\_temp%' OR c.schema_name LIKE 'pg\_toast\_temp%')`
-	ddlFunctionSQL = `CREATE OR REPLACE FUNCTION ` + ddlFunction + `() RETURNS event_trigger
-	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+	ddlTrigger      = "freshet_ddl"
+	ddlDropTrigger  = "freshet_ddl_drop"
+	ddlFunction     = "public.freshet_ddl_message"
+	tempSchema      = `(c.schema_name LIKE 'pg\_temp%' OR c.schema_name LIKE 'pg\_toast\_temp%')`
+	ddlFunctionBody = `
 BEGIN
 	IF TG_EVENT = 'sql_drop' THEN
 		IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d WHERE NOT d.is_temporary) THEN
@@ -39,15 +41,21 @@ BEGIN
 		END IF;
 	ELSIF (tg_tag NOT LIKE 'DROP %' OR tg_tag = 'DROP OWNED')
 		AND NOT (EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE ` + tempSchema + `)
-			AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name IS NULL OR NOT (` + tempSchema + `))) THEN
+			AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name IS NULL OR NOT (` + tempSchema + `))
+			AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c JOIN pg_class t ON t.oid = c.objid
+				WHERE c.classid = 'pg_class'::regclass
+					AND EXISTS (SELECT FROM pg_class p WHERE p.relname = t.relname AND p.relpersistence <> 't'))) THEN
 		PERFORM pg_logical_emit_message(true, '` + DDLPrefix + `', tg_tag);
 	END IF;
 EXCEPTION WHEN OTHERS THEN
 	NULL;
-END $$`
+END `
+	ddlFunctionSQL = `CREATE OR REPLACE FUNCTION ` + ddlFunction + `() RETURNS event_trigger
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$` + ddlFunctionBody + `$$`
 )
 
-// ddlTriggerSQL creates the function and the triggers missing.
+// ddlTriggerSQL creates or replaces the function (an older freshet's
+// may be there) and creates the triggers missing.
 func ddlTriggerSQL(missing []string) string {
 	sql := ddlFunctionSQL
 	for _, name := range missing {
@@ -87,19 +95,36 @@ func ensureDDLTrigger(ctx context.Context, conn *pgconn.PgConn, cfg Config) (boo
 		return out, nil
 	}
 	todo, err := missing()
-	if err != nil || len(todo) == 0 {
+	if err != nil {
 		return false, err
+	}
+	if len(todo) == 0 {
+		if current, err := ddlFunctionCurrent(ctx, conn); err != nil || current {
+			return false, err
+		}
 	}
 	sql := ddlTriggerSQL(todo)
 	if _, err = simpleQuery(ctx, conn, sql); err == nil {
 		return true, nil
 	}
 	if left, _ := missing(); len(left) == 0 {
-		return false, nil // another freshet made them meanwhile
+		if current, _ := ddlFunctionCurrent(ctx, conn); current {
+			return false, nil // another freshet made them meanwhile
+		}
 	}
 	cfg.Logger.Warn("no DDL event trigger: schema, view, function and privilege changes are seen at the next periodic catalog reload, not at their commit",
 		"err", err, "advice", "a superuser can create it: "+sql)
 	return false, nil
+}
+
+// ddlFunctionCurrent reports whether the triggers' function is this
+// freshet's.
+func ddlFunctionCurrent(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
+	rows, err := simpleQuery(ctx, conn, `SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('`+ddlFunction+`()')`)
+	if err != nil {
+		return false, fmt.Errorf("%w: read the DDL trigger's function: %w", ErrSetup, err)
+	}
+	return len(rows) == 1 && rows[0][0] == ddlFunctionBody, nil
 }
 
 // ddlMessage recognises the event triggers' messages, and the xid of a

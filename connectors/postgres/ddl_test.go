@@ -17,7 +17,9 @@ import (
 // superuser) leaves the event trigger in place, and the stream reports a
 // catalog change in the transaction of each DDL command (GRANT included),
 // run by any role, at its commit position and in commit order; row
-// changes and DDL on temporary objects (their DROP included) bring none.
+// changes and DDL on temporary objects (their DROP included) bring none,
+// unless a temporary table takes a permanent table's name. Setup replaces
+// an older freshet's trigger function.
 func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -27,6 +29,22 @@ func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
 	f.cfg.URL, f.cfg.DDLTrigger = testenv.PostgresURL(t), true
 	if _, err := postgres.Setup(ctx, f.cfg, schemas.Position{}); err != nil {
 		t.Fatal(err)
+	}
+	// An older function that works alike (other tests use the triggers
+	// meanwhile): Setup puts this freshet's back.
+	const older = "-- an older freshet"
+	if _, err := f.super.Exec(ctx, `DO $do$ DECLARE def text; BEGIN
+		SELECT pg_get_functiondef(to_regprocedure('public.freshet_ddl_message()')) INTO def;
+		EXECUTE replace(def, 'EXCEPTION WHEN OTHERS', '`+older+`' || chr(10) || 'EXCEPTION WHEN OTHERS');
+	END $do$`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Setup(ctx, f.cfg, schemas.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	var replaced bool
+	if err := f.super.QueryRow(ctx, `SELECT prosrc NOT LIKE '%`+older+`%' FROM pg_proc WHERE oid = to_regprocedure('public.freshet_ddl_message()')`).Scan(&replaced); err != nil || !replaced {
+		t.Fatalf("Setup left an older trigger function in place (%v)", err)
 	}
 	var triggers int
 	if err := f.super.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname IN ('freshet_ddl', 'freshet_ddl_drop') AND evtenabled = 'O'`).Scan(&triggers); err != nil || triggers != 2 {
@@ -40,6 +58,7 @@ func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
 	f.exec(ctx, `CREATE VIEW `+f.table("gone")+` AS SELECT 1 AS one`)
 	drop := ddlXid(ctx, t, f.repl, `DROP VIEW `+f.table("gone"))
 	dropTemp := ddlXid(ctx, t, f.repl, `DROP TABLE `+f.table("scratch"))
+	shadow := ddlXid(ctx, t, f.super, `CREATE TEMP TABLE `+f.table("ddl")+` (id int)`) // hides the table from f.super only
 	f.exec(ctx, `INSERT INTO `+f.table("ddl")+` VALUES (2)`)
 	got := run.collect(t, 30*time.Second, hasRow("ddl", 2))
 	var ops []schemas.Op
@@ -55,13 +74,15 @@ func TestDDLTriggerMarksCatalogChanges(t *testing.T) {
 			ops = append(ops, "drop")
 		case c.Op == schemas.OpCatalogChange && c.TxID == dropTemp:
 			ops = append(ops, "drop temp")
+		case c.Op == schemas.OpCatalogChange && c.TxID == shadow:
+			ops = append(ops, "shadow")
 		case c.Op == schemas.OpCatalogChange && c.Table != "":
 			t.Fatalf("catalog change naming a table: %+v", c)
 		case c.Op == schemas.OpCreate && c.Table == f.table("ddl"):
 			ops = append(ops, "insert")
 		}
 	}
-	if want := []schemas.Op{"insert", "grant", "alter", "drop", "insert"}; !slices.Equal(ops, want) {
+	if want := []schemas.Op{"insert", "grant", "alter", "drop", "shadow", "insert"}; !slices.Equal(ops, want) {
 		t.Fatalf("stream: %v, want %v", ops, want)
 	}
 }

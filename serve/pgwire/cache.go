@@ -184,6 +184,10 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	c.unnamed.forget() // a simple Query destroys the unnamed statement
 	st := materialize.Classify(sql)
 	switch {
+	case createsTemporary(st):
+		c.unknown.Store(true)
+		c.req.FencePending = true
+		return false, nil
 	case st.Class == materialize.ClassSessionState || changesSettings(sql):
 		if changesSettings(sql) || !keepsSessionKnown(sql) {
 			c.unknown.Store(true)
@@ -514,6 +518,10 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 		return false
 	}
 	st := materialize.Classify(string(sql))
+	if createsTemporary(st) {
+		c.unknown.Store(true)
+		return false
+	}
 	if st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
 		// SET ROLE, SET search_path ... through the extended protocol.
 		if changesSettings(string(sql)) || !keepsSessionKnown(string(sql)) {
@@ -603,6 +611,43 @@ func (s *session) abandonCapture() {
 	if c := s.cache.capture.Swap(nil); c != nil {
 		s.srv.cfg.Cache.Abandon(c.tk)
 	}
+}
+
+// createsTemporary reports, by its words, a statement that may create a
+// temporary relation: CREATE [GLOBAL|LOCAL] TEMP[ORARY] ..., a relation
+// created in pg_temp, SELECT ... INTO TEMP, or a DO block or several
+// statements that say so.
+// A temporary relation hides a table of the same name from its session's
+// unqualified names (pg_temp comes first in every search_path), so that
+// session is no longer answered from the cache; under transaction pooling
+// it keeps its backend. Functions that create one are caught by the DDL
+// trigger instead (connectors/postgres/ddl.go).
+func createsTemporary(st materialize.Statement) bool {
+	switch kw := strings.ToUpper(st.Keyword); {
+	case st.Multi, kw == "CREATE", kw == "DO":
+	case (kw == "SELECT" || kw == "WITH") && hasWord(st.SQL, "into"):
+	default:
+		return false
+	}
+	return hasWord(st.SQL, "temp") || hasWord(st.SQL, "temporary") || containsFold(st.SQL, "pg_temp")
+}
+
+// hasWord reports whether s contains the lower-case ASCII word w, ignoring
+// case, not as part of a longer identifier.
+func hasWord(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if (i > 0 && isIdentByte(s[i-1])) || (i+len(w) < len(s) && isIdentByte(s[i+len(w)])) {
+			continue
+		}
+		if containsFold(s[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80
 }
 
 // changesSettings reports a statement that may change session settings

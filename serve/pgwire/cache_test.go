@@ -130,3 +130,34 @@ func BenchmarkParseSequence(b *testing.B) {
 		}
 	}
 }
+
+func TestCreatesTemporary(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want bool
+	}{
+		{"CREATE TEMP TABLE t (i int)", true},
+		{"create temporary table t (i int)", true},
+		{"CREATE GLOBAL TEMPORARY TABLE t (i int)", true},
+		{"CREATE LOCAL TEMP VIEW v AS SELECT 1", true},
+		{"CREATE TABLE pg_temp.t (i int)", true},
+		{"CREATE TEMP SEQUENCE s", true},
+		{"SELECT * INTO TEMP t FROM a", true},
+		{"WITH x AS (SELECT 1) SELECT * INTO TEMPORARY t FROM x", true},
+		{"DO $$ BEGIN CREATE TEMP TABLE t (i int); END $$", true},
+		{"SELECT 1; CREATE TEMP TABLE t (i int)", true},
+		{"CREATE TABLE readings (id int, temperature real)", false},
+		{"CREATE TABLE t (temp_c real)", false},
+		{"UPDATE readings SET temp = 1", false},
+		{"SELECT temp FROM readings", false},
+		{"SELECT * INTO t FROM a", false},
+		{"CREATE TABLE t (i int)", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			if got := createsTemporary(materialize.Classify(tt.sql)); got != tt.want {
+				t.Fatalf("createsTemporary = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

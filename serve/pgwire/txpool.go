@@ -239,7 +239,7 @@ func (s *session) trackSQL(sql string, viaParse bool) {
 	}
 	kw := strings.ToUpper(st.Keyword)
 	switch {
-	case st.Class == materialize.ClassWrite && kw == "CREATE" && containsFold(sql, "temp"):
+	case createsTemporary(st):
 		tx.pinned = true
 	case st.Class != materialize.ClassSessionState:
 	case kw == "SET" || kw == "RESET":
