@@ -79,8 +79,8 @@ demo:
 
 ## bench-materialize-e2e: pgbench -S -M prepared -c 8 (scale 1: 100k accounts, so the cache
 ## warms in one pgbench run) against PostgreSQL, PgBouncer, freshet pass-through and freshet
-## with the materializer and a warm cache; then p50 latency at 1 client, a 1M-row aggregate
-## cached vs direct, and freshness in embedded mode.
+## with the materializer and a warm cache (session mode, and transaction pooling); then p50
+## latency at 1 client, a 1M-row aggregate cached vs direct, and freshness in embedded mode.
 bench-materialize-e2e:
 	integration/env/pgwire-bench.sh -cached -s 1 -rounds 1 -T 10s $(BENCH_E2E_ARGS)
 

@@ -86,20 +86,29 @@ func TestFreshetUpTransactionPoolingCaches(t *testing.T) {
 			}
 			return out
 		}
-		before, hits := snapshot(), m.Stats().Hits
-		for range 20 {
-			if v := read(c2, 7); v != 7 {
-				t.Fatalf("row 7 read %d", v)
+		// Another test's DDL may empty the cache meanwhile (a miss then
+		// rightly takes a backend): the check counts only when every
+		// read was a hit.
+		for attempt := 0; ; attempt++ {
+			before, hits := snapshot(), m.Stats().Hits
+			for range 20 {
+				if v := read(c2, 7); v != 7 {
+					t.Fatalf("row 7 read %d", v)
+				}
 			}
-		}
-		if got := m.Stats().Hits - hits; got != 20 {
-			t.Fatalf("%d of 20 reads were hits", got)
-		}
-		after := snapshot()
-		for pid, at := range after {
-			if was, ok := before[pid]; !ok || !at.Equal(was) {
-				t.Fatalf("backend %d ran a statement during 20 cache hits (query_start %v -> %v): %v -> %v", pid, was, at, before, after)
+			if got := m.Stats().Hits - hits; got != 20 {
+				if attempt == 10 {
+					t.Fatalf("%d of 20 reads were hits", got)
+				}
+				continue
 			}
+			after := snapshot()
+			for pid, at := range after {
+				if was, ok := before[pid]; !ok || !at.Equal(was) {
+					t.Fatalf("backend %d ran a statement during 20 cache hits (query_start %v -> %v): %v -> %v", pid, was, at, before, after)
+				}
+			}
+			break
 		}
 	})
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/freshetdb/freshet/ingest"
 	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/materialize"
 )
 
@@ -66,13 +67,20 @@ func (a *applyClock) stop() []time.Duration {
 	return a.ds
 }
 
-func startCached(ctx context.Context, dbURL string) (*cachedFreshet, error) {
+// startCached starts freshet up's wiring on dbURL; with txPooling, with
+// an auth user (the benchmark's own) and transaction pooling.
+func startCached(ctx context.Context, dbURL string, txPooling bool) (*cachedFreshet, error) {
 	name := fmt.Sprintf("pgwirebench_%d", os.Getpid())
+	var clients front.Clients
+	if txPooling {
+		name += "_tx"
+		clients = front.Clients{AuthURL: dbURL, TransactionPooling: true}
+	}
 	applied := &applyClock{}
 	node, err := embedded.New(embedded.Config{
 		Origin: dbURL, Listen: "127.0.0.1:0", Slot: name, Publication: name,
 		CacheBytes: 2 << 30, Heartbeat: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-		Hooks: materialize.Hooks{BeforeAdvance: applied.beforeAdvance},
+		Hooks: materialize.Hooks{BeforeAdvance: applied.beforeAdvance}, Clients: clients,
 	})
 	if err != nil {
 		return nil, err

@@ -117,30 +117,30 @@ func run() error {
 		{"freshet (pumps)", rehost(dbURL, freshetAddr)},
 		{"freshet (event loop)", rehost(dbURL, loopAddr)},
 	}
-	var cached *cachedFreshet
 	if o.cached {
 		if err := createAggregateTable(ctx, dbURL); err != nil {
 			return err
 		}
-		if cached, err = startCached(ctx, dbURL); err != nil {
-			return err
+		for _, txPooling := range []bool{false, true} {
+			name := map[bool]string{false: "freshet (cached)", true: "freshet (cached, tx pool)"}[txPooling]
+			if !selected(name, o.only) {
+				continue
+			}
+			cached, err := startWarm(ctx, bindir, dbURL, name, txPooling, o)
+			if err != nil {
+				return err
+			}
+			defer cached.stop()
+			cu := rehost(dbURL, cached.addr)
+			targets = append(targets, struct{ name, url string }{name, cu})
+			defer func() {
+				s := cached.stats()
+				fmt.Printf("\n%s totals: %d hits, %d misses, %d bypassed %v\n", name, s.Hits, s.Misses, sum(s.Bypassed), s.Bypassed)
+			}()
+			if !txPooling {
+				defer reportCachedExtras(ctx, bindir, dbURL, cu, cached.applied, o)
+			}
 		}
-		defer cached.stop()
-		cu := rehost(dbURL, cached.addr)
-		targets = append(targets, struct{ name, url string }{"freshet (cached)", cu})
-		fmt.Printf("warming freshet's cache: pgbench -S -M %s -c %d for %s ...\n", o.mode, o.clients, 2*o.duration)
-		warm := o
-		warm.duration = 2 * o.duration
-		if _, _, err := pgbench(bindir, cu, warm); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-		s := cached.stats()
-		fmt.Printf("  after warm-up: %d hits, %d fills, %d cached reads bypassed\n", s.Hits, s.Fills, sum(s.Bypassed))
-		defer func() {
-			s := cached.stats()
-			fmt.Printf("\nfreshet (cached) totals: %d hits, %d misses, %d bypassed %v\n", s.Hits, s.Misses, sum(s.Bypassed), s.Bypassed)
-		}()
-		defer reportCachedExtras(ctx, bindir, dbURL, cu, cached.applied, o)
 	}
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
@@ -191,6 +191,25 @@ func run() error {
 	}
 	printRatios(results, targets)
 	return nil
+}
+
+// startWarm starts freshet with the materializer (see startCached) and
+// warms its cache with a pgbench run twice as long as the measured ones.
+func startWarm(ctx context.Context, bindir, dbURL, name string, txPooling bool, o options) (*cachedFreshet, error) {
+	cached, err := startCached(ctx, dbURL, txPooling)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("warming %s: pgbench -S -M %s -c %d for %s ...\n", name, o.mode, o.clients, 2*o.duration)
+	warm := o
+	warm.duration = 2 * o.duration
+	if _, _, err := pgbench(bindir, rehost(dbURL, cached.addr), warm); err != nil {
+		cached.stop()
+		return nil, fmt.Errorf("%s warm-up: %w", name, err)
+	}
+	s := cached.stats()
+	fmt.Printf("  after warm-up: %d hits, %d fills, %d cached reads bypassed\n", s.Hits, s.Fills, sum(s.Bypassed))
+	return cached, nil
 }
 
 // printRatios prints each freshet target's throughput against PgBouncer's
