@@ -8,7 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/freshetdb/freshet/internal/embedded"
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
 )
@@ -33,9 +35,11 @@ func TestFreshetUpSettings(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := startUp(t, []string{"t"}, `
+	reg := prometheus.NewRegistry()
+	f := startUpWith(t, []string{"t"}, `
 		CREATE TABLE {name}_t (id int PRIMARY KEY, at timestamptz NOT NULL, span interval NOT NULL);
-		INSERT INTO {name}_t VALUES (1, '2026-01-01 12:00:00+00', '1 day 2 hours');`, materialize.Hooks{}, 5*time.Second)
+		INSERT INTO {name}_t VALUES (1, '2026-01-01 12:00:00+00', '1 day 2 hours');`, materialize.Hooks{}, 5*time.Second,
+		func(_ *upFixture, cfg *embedded.Config) { cfg.Registerer = reg })
 	m := f.node.Materializer()
 	sel := "SELECT at, span FROM " + f.table("t") + " WHERE id = 1"
 	query := &pgproto3.Query{String: sel}
@@ -111,4 +115,33 @@ func TestFreshetUpSettings(t *testing.T) {
 	if m.Stats().Hits != hits {
 		t.Fatal("a LATIN1 session was answered from the cache")
 	}
+
+	// Each session kept off the cache was counted, with why.
+	for reason, want := range map[string]float64{"setting": 3, "encoding": 1} {
+		if got := counterValue(t, reg, "freshet_pgwire_sessions_uncached_total", "reason", reason); got != want {
+			t.Errorf("freshet_pgwire_sessions_uncached_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+// counterValue is the value of the counter name{label="value"} in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -49,6 +49,8 @@ type cacheState struct {
 	// settings are the output settings as the origin last reported them,
 	// copied on write by the origin's pump (settings.go).
 	settings atomic.Pointer[cache.Settings]
+	// uncached, if set, counts why the session became unknown.
+	uncached func(reason string)
 	// capture is the fill whose response the origin pump is collecting.
 	capture atomic.Pointer[capture]
 	// flushed is the ReadyForQuery count the origin pump had relayed and
@@ -73,8 +75,8 @@ type capture struct {
 // settingsFromGreeting reads the output-affecting settings the origin
 // reported at startup; ok is false when the startup asked for settings
 // the key does not cover.
-func newCacheState(who materialize.Session, startup map[string]string, greeting []byte) *cacheState {
-	c := &cacheState{stmts: map[string]prepared{}}
+func newCacheState(who materialize.Session, startup map[string]string, greeting []byte, uncached func(reason string)) *cacheState {
+	c := &cacheState{stmts: map[string]prepared{}, uncached: uncached}
 	c.req.Database, c.req.Role = who.Database, who.User
 	c.req.Settings = &cache.Settings{}
 	c.req.Session = analyze.SessionKnown
@@ -102,7 +104,7 @@ func newCacheState(who materialize.Session, startup map[string]string, greeting 
 				}
 			}
 			if !analyzable(string(name), string(val)) {
-				c.unknown.Store(true)
+				c.setUnknown(uncachedEncoding)
 			}
 		}
 		greeting = greeting[n+1:]
@@ -183,17 +185,13 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	sql := unsafe.String(unsafe.SliceData(body), len(body))
 	c.unnamed.forget() // a simple Query destroys the unnamed statement
 	st := materialize.Classify(sql)
-	switch {
-	case createsTemporary(st):
-		c.unknown.Store(true)
-		c.req.FencePending = true
+	switch reason := uncachedBy(st); {
+	case reason != "":
+		c.setUnknown(reason)
+		c.req.FencePending = true // EXECUTE, FETCH ... may write
 		return false, nil
-	case st.Class == materialize.ClassSessionState || changesSettings(sql):
-		if changesSettings(sql) || !keepsSessionKnown(sql) {
-			c.unknown.Store(true)
-			c.req.FencePending = true // EXECUTE, FETCH ... may write
-		}
-		return false, nil
+	case st.Class == materialize.ClassSessionState:
+		return false, nil // a SET the cache follows: it writes nothing
 	case st.Class != materialize.ClassCacheable || st.Multi:
 		c.req.FencePending = true
 		return false, nil
@@ -291,7 +289,7 @@ func (s *session) cacheOriginMessage(r *bufio.Reader, typ byte, total int) *capt
 		if b, err := r.Peek(total); err == nil && total <= r.Size() {
 			s.cache.parameterStatus(b[5:])
 		} else {
-			s.cache.unknown.Store(true)
+			s.cache.setUnknown(uncachedParameterStatus)
 		}
 	}
 	c := s.cache.capture.Load()
@@ -501,7 +499,7 @@ func parseBind(b []byte, seq *sequence) (portal string, ok bool) {
 func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 	c := s.cache
 	if n+1 > r.Size() {
-		c.unknown.Store(true)
+		c.setUnknown(uncachedLargeStatement)
 		return false
 	}
 	b, err := r.Peek(n + 1)
@@ -518,15 +516,12 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 		return false
 	}
 	st := materialize.Classify(string(sql))
-	if createsTemporary(st) {
-		c.unknown.Store(true)
+	if reason := uncachedBy(st); reason != "" {
+		// SET ROLE, SET search_path ... through the extended protocol.
+		c.setUnknown(reason)
 		return false
 	}
-	if st.Class == materialize.ClassSessionState || changesSettings(string(sql)) {
-		// SET ROLE, SET search_path ... through the extended protocol.
-		if changesSettings(string(sql)) || !keepsSessionKnown(string(sql)) {
-			c.unknown.Store(true)
-		}
+	if st.Class == materialize.ClassSessionState {
 		return false
 	}
 	cacheable := st.Class == materialize.ClassCacheable && !st.Multi
@@ -539,7 +534,7 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 	if _, dup := c.stmts[string(name)]; dup {
 		// The origin refuses a second Parse of a name: which statement
 		// it holds is no longer certain.
-		c.unknown.Store(true)
+		c.setUnknown(uncachedDuplicateStatement)
 		return false
 	}
 	np := int(binary.BigEndian.Uint16(rest))

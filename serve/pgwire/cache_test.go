@@ -92,14 +92,14 @@ func TestNewCacheStateSettings(t *testing.T) {
 		greeting, _ = ps.Encode(greeting)
 	}
 	who := materialize.Session{Database: "db", User: "alice"}
-	c := newCacheState(who, map[string]string{"user": "alice", "database": "db", "extra_float_digits": "3"}, greeting)
+	c := newCacheState(who, map[string]string{"user": "alice", "database": "db", "extra_float_digits": "3"}, greeting, nil)
 	if c.req.Session != analyze.SessionKnown || c.req.Role != "alice" || c.req.Database != "db" {
 		t.Fatalf("request %+v", c.req)
 	}
 	if c.req.Settings[cache.TimeZone] != "UTC" || c.req.Settings[cache.DateStyle] != "ISO, MDY" || c.req.Settings[cache.ExtraFloatDigits] != "3" {
 		t.Fatalf("settings %v", *c.req.Settings)
 	}
-	if c := newCacheState(who, map[string]string{"user": "alice", "options": "-c search_path=x"}, nil); c.req.Session != analyze.SessionUnknown {
+	if c := newCacheState(who, map[string]string{"user": "alice", "options": "-c search_path=x"}, nil, nil); c.req.Session != analyze.SessionUnknown {
 		t.Fatal("startup options the key does not cover left the session known")
 	}
 }

@@ -12,17 +12,28 @@ import (
 // failed logins show there, as in PgBouncer's SHOW STATS and its log).
 type serverMetrics struct {
 	startups *prometheus.CounterVec
+	// uncached counts sessions that stopped being answered from the
+	// cache, by why: a session made unknown never reaches a lookup, so
+	// the materializer's bypass counts do not show it.
+	uncached *prometheus.CounterVec
 }
 
 func newServerMetrics(reg prometheus.Registerer, clients func() float64) *serverMetrics {
-	m := &serverMetrics{startups: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "freshet_pgwire_startups_total",
-		Help: "Client connections by how their startup ended: ok, cancel (a CancelRequest), auth_failed, too_many_clients, protocol_violation, origin_unreachable, error, client_gone.",
-	}, []string{"result"})}
+	m := &serverMetrics{
+		startups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "freshet_pgwire_startups_total",
+			Help: "Client connections by how their startup ended: ok, cancel (a CancelRequest), auth_failed, too_many_clients, protocol_violation, origin_unreachable, error, client_gone.",
+		}, []string{"result"}),
+		uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "freshet_pgwire_sessions_uncached_total",
+			Help: "Sessions no longer answered from the cache (relayed from then on), by why: setting (a SET the cache does not follow), set_config, session_state (DISCARD, PREPARE, DECLARE, LISTEN...), temporary_relation, parameter_status, encoding (not UTF-8, or nonstandard strings), duplicate_statement, large_statement.",
+		}, []string{"reason"}),
+	}
 	if reg == nil {
 		return m
 	}
 	m.startups = registerCounterVec(reg, m.startups)
+	m.uncached = registerCounterVec(reg, m.uncached)
 	// A second Server on the same registry keeps the first one's gauge.
 	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "freshet_pgwire_clients",
@@ -42,6 +53,12 @@ func registerCounterVec(reg prometheus.Registerer, cv *prometheus.CounterVec) *p
 		}
 	}
 	return cv
+}
+
+// uncachedSession counts a session that stopped being answered from the
+// cache.
+func (m *serverMetrics) uncachedSession(reason string) {
+	m.uncached.WithLabelValues(reason).Inc()
 }
 
 // startup counts how a connection's startup ended.

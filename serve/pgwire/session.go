@@ -78,7 +78,7 @@ func newSession(srv *Server, client net.Conn, cr *bufio.Reader, origin *OriginCo
 	}
 	s.txStatus.Store(uint32(origin.TxStatus))
 	if _, pass := srv.cfg.Cache.(materialize.PassThrough); !pass {
-		s.cache = newCacheState(s.who, startup.Parameters, origin.Greeting)
+		s.cache = newCacheState(s.who, startup.Parameters, origin.Greeting, srv.metrics.uncachedSession)
 	}
 	srv.keys.add(s)
 	if d := srv.cfg.StatementTimeout; d > 0 {

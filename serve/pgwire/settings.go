@@ -2,7 +2,9 @@ package pgwire
 
 import (
 	"bytes"
+	"strings"
 
+	"github.com/freshetdb/freshet/materialize"
 	"github.com/freshetdb/freshet/materialize/analyze"
 	"github.com/freshetdb/freshet/materialize/cache"
 )
@@ -39,6 +41,44 @@ var (
 	}
 )
 
+// Why a session is no longer answered from the cache
+// (freshet_pgwire_sessions_uncached_total's reasons).
+const (
+	uncachedSetting            = "setting"            // a SET or RESET the cache does not follow
+	uncachedSetConfig          = "set_config"         // set_config(...)
+	uncachedSessionState       = "session_state"      // DISCARD, PREPARE, DECLARE, LISTEN, ...
+	uncachedTemporary          = "temporary_relation" // createsTemporary
+	uncachedParameterStatus    = "parameter_status"   // the origin reported a setting not followed
+	uncachedEncoding           = "encoding"           // a client encoding other than UTF-8, or nonstandard strings
+	uncachedDuplicateStatement = "duplicate_statement"
+	uncachedLargeStatement     = "large_statement" // a Parse too large to look at
+)
+
+// uncachedBy returns why the statement st makes its session unknown, or
+// "" when it does not (a read, a write, a SET the cache follows).
+func uncachedBy(st materialize.Statement) string {
+	switch {
+	case createsTemporary(st):
+		return uncachedTemporary
+	case changesSettings(st.SQL):
+		return uncachedSetConfig
+	case st.Class != materialize.ClassSessionState, keepsSessionKnown(st.SQL):
+		return ""
+	}
+	switch kw := strings.ToUpper(st.Keyword); kw {
+	case "SET", "RESET":
+		return uncachedSetting
+	}
+	return uncachedSessionState
+}
+
+// setUnknown makes the session unknown, counting why the first time.
+func (c *cacheState) setUnknown(reason string) {
+	if c.unknown.CompareAndSwap(false, true) && c.uncached != nil {
+		c.uncached(reason)
+	}
+}
+
 // keepsSessionKnown reports whether sql, a session-state statement, only
 // changes settings the cache follows or need not.
 func keepsSessionKnown(sql string) bool {
@@ -59,13 +99,13 @@ func (c *cacheState) parameterStatus(body []byte) {
 			next[i] = string(val)
 			c.settings.Store(&next)
 			if !analyzable(s, string(val)) {
-				c.unknown.Store(true)
+				c.setUnknown(uncachedEncoding)
 			}
 			return
 		}
 	}
 	if !reportedInert[string(name)] {
-		c.unknown.Store(true)
+		c.setUnknown(uncachedParameterStatus)
 	}
 }
 
