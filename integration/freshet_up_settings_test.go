@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/front"
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
 )
@@ -97,7 +98,7 @@ func TestFreshetUpSettings(t *testing.T) {
 			t.Fatalf("%s: answered from the cache", what)
 		}
 	}
-	for _, set := range []string{"SET extra_float_digits = 0", "SET app.tenant = '7'", "SET search_path = public"} {
+	for _, set := range []string{"SET extra_float_digits = 0", "SET app.tenant = '7'", "SET bytea_output = 'escape'"} {
 		c := f.connect(ctx)
 		if _, err := c.Exec(ctx, set); err != nil {
 			t.Fatal(err)
@@ -144,4 +145,79 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 		}
 	}
 	return 0
+}
+
+// TestFreshetUpSearchPath: a session that sets its search path (as
+// django-tenants does per request, or Rails' schema_search_path) is still
+// answered from the cache, each unqualified name resolved through its own
+// path, byte for byte what the origin answers; a SET of it inside a
+// transaction (which may roll back) makes the session relayed only. With
+// a backend per client and with transaction pooling.
+func TestFreshetUpSearchPath(t *testing.T) {
+	t.Parallel()
+	for _, pooled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "session", true: "transaction_pooling"}[pooled], func(t *testing.T) {
+			t.Parallel()
+			searchPath(t, pooled)
+		})
+	}
+}
+
+func searchPath(t *testing.T, txPooling bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	name := testenv.UniqueName("sp")
+	a, b := name+"_a", name+"_b"
+	f := startUpWith(t, nil, `
+		CREATE SCHEMA `+a+`; CREATE SCHEMA `+b+`;
+		CREATE TABLE `+a+`.tenant (id int PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE `+b+`.tenant (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO `+a+`.tenant VALUES (1, 'in a');
+		INSERT INTO `+b+`.tenant VALUES (1, 'in b');`, materialize.Hooks{}, 5*time.Second,
+		func(_ *upFixture, cfg *embedded.Config) {
+			cfg.Tables = []string{a + ".tenant", b + ".tenant"}
+			if txPooling {
+				cfg.Clients = front.Clients{AuthURL: testenv.PostgresURL(t), TransactionPooling: true}
+			}
+		})
+	t.Cleanup(func() {
+		_, _ = f.super.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+a+", "+b+" CASCADE")
+	})
+	m := f.node.Materializer()
+	query := &pgproto3.Query{String: "SELECT v FROM tenant WHERE id = 1"}
+	through, direct := dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))
+	both := func(sql string) {
+		t.Helper()
+		through.roundTrip(&pgproto3.Query{String: sql})
+		direct.roundTrip(&pgproto3.Query{String: sql})
+	}
+	reads := func(what, want string) (hits uint64) {
+		t.Helper()
+		before := m.Stats().Hits
+		for i := range 3 {
+			got, exp := through.roundTrip(query), direct.roundTrip(query)
+			if !bytes.Equal(got, exp) || !bytes.Contains(got, []byte(want)) {
+				t.Fatalf("%s, read %d: through freshet %q, direct %q, want %q", what, i, got, exp, want)
+			}
+		}
+		return m.Stats().Hits - before
+	}
+	for _, tc := range []struct{ set, want string }{
+		{"SET search_path TO " + a, "in a"},
+		{`SET search_path = "` + b + `", public`, "in b"},
+		{"SET SCHEMA '" + a + "'", "in a"},
+		{"SET search_path TO " + b, "in b"},
+	} {
+		both(tc.set)
+		if hits := reads(tc.set, tc.want); hits < 2 {
+			t.Fatalf("after %s: %d of 3 reads were hits", tc.set, hits)
+		}
+	}
+	// Inside a transaction: relayed from then on, still right.
+	both("BEGIN")
+	both("SET search_path TO " + a)
+	both("ROLLBACK")
+	if hits := reads("after a rolled back SET", "in b"); hits != 0 {
+		t.Fatalf("%d hits after a SET of the search path inside a transaction", hits)
+	}
 }

@@ -1,6 +1,9 @@
 package analyze
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestSettingChanged(t *testing.T) {
 	tests := []struct {
@@ -35,6 +38,36 @@ func TestSettingChanged(t *testing.T) {
 			name, ok := SettingChanged(tt.sql)
 			if name != tt.name || ok != tt.ok {
 				t.Fatalf("SettingChanged = %q, %v; want %q, %v", name, ok, tt.name, tt.ok)
+			}
+		})
+	}
+}
+
+func TestSearchPathChange(t *testing.T) {
+	tests := []struct {
+		sql   string
+		path  []string
+		value string
+		ok    bool
+	}{
+		{sql: "SET search_path TO app, public", path: []string{"app", "public"}, value: `"app", "public"`, ok: true},
+		{sql: `set search_path = "$user", Public`, path: []string{"$user", "public"}, value: `"$user", "public"`, ok: true},
+		{sql: `SET SESSION search_path TO "Tenant"`, path: []string{"Tenant"}, value: `"Tenant"`, ok: true},
+		{sql: "SET search_path = 'a, b'", path: []string{"a, b"}, value: `"a, b"`, ok: true},
+		{sql: `SET search_path TO 'we"ird'`, path: []string{`we"ird`}, value: `"we""ird"`, ok: true},
+		{sql: "SET SCHEMA 'app'", path: []string{"app"}, value: `"app"`, ok: true},
+		{sql: "SET search_path TO DEFAULT", ok: true},
+		{sql: "RESET search_path", ok: true},
+		{sql: "SET LOCAL search_path TO app"},
+		{sql: "SET search_path FROM CURRENT"},
+		{sql: "SET TimeZone = 'UTC'"},
+		{sql: "SET search_path TO app; SELECT 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			path, value, ok := SearchPathChange(tt.sql)
+			if !slices.Equal(path, tt.path) || value != tt.value || ok != tt.ok {
+				t.Fatalf("SearchPathChange = %q, %q, %v; want %q, %q, %v", path, value, ok, tt.path, tt.value, tt.ok)
 			}
 		})
 	}

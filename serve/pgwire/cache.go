@@ -46,9 +46,10 @@ type cacheState struct {
 	// unknown is set when a setting changed or session state the cache
 	// key does not cover appeared (SET, a ParameterStatus, DISCARD...).
 	unknown atomic.Bool
-	// settings are the output settings as the origin last reported them,
-	// copied on write by the origin's pump (settings.go).
-	settings atomic.Pointer[cache.Settings]
+	// published are the output settings as the origin last reported them
+	// and the search path, copied on write by the origin's pump
+	// (settings.go).
+	published atomic.Pointer[publishedSettings]
 	// uncached, if set, counts why the session became unknown.
 	uncached func(reason string)
 	// capture is the fill whose response the origin pump is collecting.
@@ -70,6 +71,9 @@ type capture struct {
 	tk     *materialize.Ticket
 	buf    []byte
 	failed bool
+	// path, instead of a fill, is a SET of the search path whose success
+	// the response tells (followSearchPath).
+	path *pathChange
 }
 
 // settingsFromGreeting reads the output-affecting settings the origin
@@ -109,7 +113,9 @@ func newCacheState(who materialize.Session, startup map[string]string, greeting 
 		}
 		greeting = greeting[n+1:]
 	}
-	c.settings.Store(c.req.Settings)
+	p := &publishedSettings{settings: *c.req.Settings}
+	c.published.Store(p)
+	c.req.Settings = &p.settings
 	return c
 }
 
@@ -185,6 +191,10 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	sql := unsafe.String(unsafe.SliceData(body), len(body))
 	c.unnamed.forget() // a simple Query destroys the unnamed statement
 	st := materialize.Classify(sql)
+	if path, value, ok := searchPathChange(st); ok {
+		s.followSearchPath(path, value)
+		return false, nil
+	}
 	switch reason := uncachedBy(st); {
 	case reason != "":
 		c.setUnknown(reason)
@@ -591,6 +601,10 @@ func (s *session) captureMessage(c *capture, r *bufio.Reader, typ byte, total in
 // finishCapture ends the fill at ReadyForQuery with status.
 func (s *session) finishCapture(c *capture, status byte) {
 	s.cache.capture.Store(nil)
+	if c.path != nil {
+		s.cache.searchPathSet(c, status)
+		return
+	}
 	if c.failed || status != 'I' {
 		s.srv.cfg.Cache.Abandon(c.tk)
 		return
@@ -603,7 +617,7 @@ func (s *session) abandonCapture() {
 	if s.cache == nil {
 		return
 	}
-	if c := s.cache.capture.Swap(nil); c != nil {
+	if c := s.cache.capture.Swap(nil); c != nil && c.tk != nil {
 		s.srv.cfg.Cache.Abandon(c.tk)
 	}
 }

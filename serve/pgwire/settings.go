@@ -95,9 +95,9 @@ func (c *cacheState) parameterStatus(body []byte) {
 	val, _, _ := bytes.Cut(rest, []byte{0})
 	for i, s := range cache.SettingNames {
 		if s == string(name) {
-			next := *c.settings.Load()
-			next[i] = string(val)
-			c.settings.Store(&next)
+			next := *c.published.Load()
+			next.settings[i] = string(val)
+			c.published.Store(&next)
 			if !analyzable(s, string(val)) {
 				c.setUnknown(uncachedEncoding)
 			}
@@ -125,11 +125,62 @@ func analyzable(name, val string) bool {
 	return true
 }
 
+// publishedSettings are a session's output settings and search path as
+// the origin's pump last saw them change. Never modified once published.
+type publishedSettings struct {
+	settings   cache.Settings
+	searchPath []string // nil: the role's default
+}
+
 // syncSettings takes the settings the origin last reported into the
 // request about to be looked up. The origin's pump publishes them before
 // it relays the ReadyForQuery that the lookup waited for.
 func (c *cacheState) syncSettings() {
-	if p := c.settings.Load(); p != c.req.Settings {
-		c.req.Settings = p
+	if p := c.published.Load(); &p.settings != c.req.Settings {
+		c.req.Settings, c.req.SearchPath = &p.settings, p.searchPath
 	}
+}
+
+// pathChange is a SET of the search path on its way to the origin.
+type pathChange struct {
+	path  []string
+	value string
+}
+
+// searchPathChange reads st as a SET or RESET of the search path (the
+// keyword is looked at first: the parser is not run on every query).
+func searchPathChange(st materialize.Statement) (path []string, value string, ok bool) {
+	switch strings.ToUpper(st.Keyword) {
+	case "SET", "RESET":
+		return analyze.SearchPathChange(st.SQL)
+	}
+	return nil, "", false
+}
+
+// followSearchPath follows a SET of the search path about to be sent:
+// analysis resolves the session's table names through it, and it is in
+// the key. It takes effect when the response says it did (searchPathSet);
+// one sent inside a transaction, which may yet roll back, makes the
+// session unknown instead.
+func (s *session) followSearchPath(path []string, value string) {
+	c := s.cache
+	if !s.cacheIdle() {
+		c.setUnknown(uncachedSetting)
+		return
+	}
+	c.capture.Store(&capture{path: &pathChange{path: path, value: value}})
+}
+
+// searchPathSet ends a followed SET of the search path at its
+// ReadyForQuery: applied when the origin answered it plainly, outside a
+// transaction; anything else makes the session unknown.
+func (c *cacheState) searchPathSet(cp *capture, status byte) {
+	if cp.failed || status != 'I' {
+		c.setUnknown(uncachedSetting)
+		return
+	}
+	next := *c.published.Load()
+	next.settings[cache.SearchPath] = cp.path.value
+	next.searchPath = cp.path.path
+	c.published.Store(&next)
 }

@@ -78,7 +78,7 @@ func TestParameterStatusFollowsKeyedSettings(t *testing.T) {
 			if got := c.req.Settings[tt.setting]; got != tt.value {
 				t.Fatalf("setting %d = %q, want %q", tt.setting, got, tt.value)
 			}
-			if *before != *c.settings.Load() && before == c.req.Settings {
+			if *before != c.published.Load().settings && before == c.req.Settings {
 				t.Fatal("the new settings did not reach the request")
 			}
 			if before[cache.TimeZone] != "Etc/UTC" {
