@@ -185,39 +185,120 @@ func searchPath(t *testing.T, txPooling bool) {
 	})
 	m := f.node.Materializer()
 	query := &pgproto3.Query{String: "SELECT v FROM tenant WHERE id = 1"}
-	through, direct := dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))
-	both := func(sql string) {
-		t.Helper()
-		through.roundTrip(&pgproto3.Query{String: sql})
-		direct.roundTrip(&pgproto3.Query{String: sql})
+	type pair struct{ through, direct *rawClient }
+	dial := func() pair {
+		return pair{dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))}
 	}
-	reads := func(what, want string) (hits uint64) {
+	both := func(p pair, sql string) {
+		t.Helper()
+		p.through.roundTrip(&pgproto3.Query{String: sql})
+		p.direct.roundTrip(&pgproto3.Query{String: sql})
+	}
+	reads := func(p pair, what, want string) (hits uint64) {
 		t.Helper()
 		before := m.Stats().Hits
 		for i := range 3 {
-			got, exp := through.roundTrip(query), direct.roundTrip(query)
+			got, exp := p.through.roundTrip(query), p.direct.roundTrip(query)
 			if !bytes.Equal(got, exp) || !bytes.Contains(got, []byte(want)) {
 				t.Fatalf("%s, read %d: through freshet %q, direct %q, want %q", what, i, got, exp, want)
 			}
 		}
 		return m.Stats().Hits - before
 	}
+	c := dial()
 	for _, tc := range []struct{ set, want string }{
 		{"SET search_path TO " + a, "in a"},
 		{`SET search_path = "` + b + `", public`, "in b"},
 		{"SET SCHEMA '" + a + "'", "in a"},
 		{"SET search_path TO " + b, "in b"},
 	} {
-		both(tc.set)
-		if hits := reads(tc.set, tc.want); hits < 2 {
+		both(c, tc.set)
+		if hits := reads(c, tc.set, tc.want); hits < 2 {
 			t.Fatalf("after %s: %d of 3 reads were hits", tc.set, hits)
 		}
 	}
+	// A SET behind another statement of one Query changes the session
+	// as much: relayed from then on, still right.
+	c2 := dial()
+	both(c2, "SET search_path TO "+b)
+	reads(c2, "before a SET behind a SELECT", "in b")
+	both(c2, "SELECT 1; SET search_path TO "+a)
+	if hits := reads(c2, "after a SET behind a SELECT", "in a"); hits != 0 {
+		t.Fatalf("%d hits after a SET behind a SELECT", hits)
+	}
 	// Inside a transaction: relayed from then on, still right.
-	both("BEGIN")
-	both("SET search_path TO " + a)
-	both("ROLLBACK")
-	if hits := reads("after a rolled back SET", "in b"); hits != 0 {
+	both(c, "BEGIN")
+	both(c, "SET search_path TO "+a)
+	both(c, "ROLLBACK")
+	if hits := reads(c, "after a rolled back SET", "in b"); hits != 0 {
 		t.Fatalf("%d hits after a SET of the search path inside a transaction", hits)
+	}
+}
+
+// npgsqlReset is what Npgsql sends when a pooled connection that keeps
+// its prepared statements is reused.
+const npgsqlReset = "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;CLOSE ALL;UNLISTEN *;SELECT pg_advisory_unlock_all();DISCARD SEQUENCES;DISCARD TEMP"
+
+// TestFreshetUpSessionReset: a session that something made unknown (a
+// SET the key does not follow, LISTEN, SET ROLE) is answered from the
+// cache again once a session reset is through: DISCARD ALL, as PgBouncer
+// in front of freshet or Rails send, or Npgsql's own sequence, which keeps
+// prepared statements. Every read is byte for byte the origin's.
+func TestFreshetUpSessionReset(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f := startUp(t, []string{"t"}, `
+		CREATE TABLE {name}_t (id int PRIMARY KEY, v float8 NOT NULL);
+		INSERT INTO {name}_t VALUES (1, 0.1);`, materialize.Hooks{}, 5*time.Second)
+	m := f.node.Materializer()
+	sel := "SELECT v FROM " + f.table("t") + " WHERE id = 1"
+	query := &pgproto3.Query{String: sel}
+	through, direct := dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))
+	both := func(sql string) {
+		t.Helper()
+		through.roundTrip(&pgproto3.Query{String: sql})
+		direct.roundTrip(&pgproto3.Query{String: sql})
+	}
+	reads := func(what string) (hits uint64) {
+		t.Helper()
+		before := m.Stats().Hits
+		for i := range 3 {
+			if got, want := through.roundTrip(query), direct.roundTrip(query); !bytes.Equal(got, want) {
+				t.Fatalf("%s, read %d: through freshet %q, direct %q", what, i, got, want)
+			}
+		}
+		return m.Stats().Hits - before
+	}
+	for _, tc := range []struct{ unknown, reset string }{
+		{"SET extra_float_digits = 0", "DISCARD ALL"},
+		{"LISTEN " + f.name, "DISCARD ALL"},
+		{"SET ROLE pg_read_all_data", npgsqlReset},
+		{"SET extra_float_digits = 0", npgsqlReset},
+	} {
+		if hits := reads("before " + tc.unknown); hits < 2 {
+			t.Fatalf("before %s: %d of 3 reads were hits", tc.unknown, hits)
+		}
+		both(tc.unknown)
+		if hits := reads("after " + tc.unknown); hits != 0 {
+			t.Fatalf("after %s: %d hits", tc.unknown, hits)
+		}
+		both(tc.reset)
+		// What the session sent while unknown might have written: its
+		// next read waits for the watermark (read your writes).
+		reads("resolving the fence after " + tc.reset)
+		f.waitWatermark(ctx)
+		if hits := reads("after " + tc.reset); hits < 2 {
+			t.Fatalf("after %s following %s: %d of 3 reads were hits", tc.reset, tc.unknown, hits)
+		}
+	}
+	// A reset inside a transaction fails (or, Npgsql's, may roll back):
+	// the session stays unknown.
+	both("SET extra_float_digits = 0")
+	both("BEGIN")
+	both(npgsqlReset)
+	both("ROLLBACK")
+	if hits := reads("after a reset rolled back"); hits != 0 {
+		t.Fatalf("after a reset rolled back: %d hits", hits)
 	}
 }

@@ -72,3 +72,59 @@ func TestSearchPathChange(t *testing.T) {
 		})
 	}
 }
+
+func TestStatements(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want []string
+	}{
+		{sql: "SELECT 1", want: []string{"SELECT 1"}},
+		{sql: "SELECT 1; SET search_path TO x", want: []string{"SELECT 1", " SET search_path TO x"}},
+		{sql: "SELECT ';'; RESET ALL;", want: []string{"SELECT ';'", " RESET ALL"}},
+		{sql: "SELECT $$;$$ AS a; DISCARD ALL", want: []string{"SELECT $$;$$ AS a", " DISCARD ALL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			got, ok := Statements(tt.sql)
+			if !ok || !slices.Equal(got, tt.want) {
+				t.Fatalf("Statements = %q, %v; want %q", got, ok, tt.want)
+			}
+		})
+	}
+	if _, ok := Statements("SELECT (; SET search_path TO x"); ok {
+		t.Fatal("text that does not parse was split")
+	}
+}
+
+func TestSessionReset(t *testing.T) {
+	const npgsql = "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;CLOSE ALL;UNLISTEN *;SELECT pg_advisory_unlock_all();DISCARD SEQUENCES;DISCARD TEMP"
+	tests := []struct {
+		sql               string
+		reset, statements bool
+	}{
+		{sql: "DISCARD ALL", reset: true, statements: true},
+		{sql: "discard all;", reset: true, statements: true},
+		{sql: npgsql, reset: true},
+		{sql: npgsql + ";DEALLOCATE ALL", reset: true, statements: true},
+		{sql: "RESET SESSION AUTHORIZATION; RESET ALL; DISCARD TEMP", reset: true},
+		{sql: "RESET ALL"},
+		{sql: "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"},
+		{sql: "DISCARD TEMP"},
+		{sql: "DISCARD ALL; SET search_path TO x"},
+		{sql: npgsql + ";SET ROLE reader"},
+		{sql: "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;SELECT pg_advisory_unlock(1);DISCARD TEMP"},
+		{sql: "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;SELECT pg_advisory_unlock_all() FROM t;DISCARD TEMP"},
+		{sql: "SET LOCAL SESSION AUTHORIZATION DEFAULT;RESET ALL;DISCARD TEMP"},
+		{sql: "DEALLOCATE ALL"},
+		{sql: "SELECT 1"},
+		{sql: "DISCARD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			reset, statements := SessionReset(tt.sql)
+			if reset != tt.reset || reset && statements != tt.statements {
+				t.Fatalf("SessionReset = %v, %v; want %v, %v", reset, statements, tt.reset, tt.statements)
+			}
+		})
+	}
+}

@@ -43,15 +43,18 @@ type cacheState struct {
 	// nothing, cacheable or not). Parse and Describe alone write nothing.
 	extOpen, extExec, extRead bool
 
-	// unknown is set when a setting changed or session state the cache
-	// key does not cover appeared (SET, a ParameterStatus, DISCARD...).
-	unknown atomic.Bool
+	// unknown holds why the session's state is not what the cache key
+	// covers (SET, a ParameterStatus, DISCARD...), a bit per reason
+	// (settings.go); a session reset clears most of them.
+	unknown atomic.Uint32
 	// published are the output settings as the origin last reported them
 	// and the search path, copied on write by the origin's pump
 	// (settings.go).
 	published atomic.Pointer[publishedSettings]
 	// uncached, if set, counts why the session became unknown.
 	uncached func(reason string)
+	// initial are the settings at startup, which a session reset restores.
+	initial *publishedSettings
 	// capture is the fill whose response the origin pump is collecting.
 	capture atomic.Pointer[capture]
 	// flushed is the ReadyForQuery count the origin pump had relayed and
@@ -68,12 +71,14 @@ type prepared struct {
 }
 
 type capture struct {
-	tk     *materialize.Ticket
-	buf    []byte
-	failed bool
-	// path, instead of a fill, is a SET of the search path whose success
-	// the response tells (followSearchPath).
-	path *pathChange
+	tk      *materialize.Ticket
+	buf     []byte
+	failed  bool
+	errored bool // an ErrorResponse came
+	// path or reset, instead of a fill, is a SET of the search path or a
+	// session reset whose success the response tells (settings.go).
+	path  *pathChange
+	reset *sessionReset
 }
 
 // settingsFromGreeting reads the output-affecting settings the origin
@@ -108,23 +113,28 @@ func newCacheState(who materialize.Session, startup map[string]string, greeting 
 				}
 			}
 			if !analyzable(string(name), string(val)) {
-				c.setUnknown(uncachedEncoding)
+				c.setUnknownBits(unknownAtStartup, uncachedEncoding)
 			}
 		}
 		greeting = greeting[n+1:]
 	}
 	p := &publishedSettings{settings: *c.req.Settings}
 	c.published.Store(p)
-	c.req.Settings = &p.settings
+	c.req.Settings, c.initial = &p.settings, p
 	return c
 }
 
-// idle reports whether nothing is outstanding at the origin and all it
-// answered has reached the client, outside any transaction: only then
+// cacheIdle reports whether the session is known and at rest: only then
 // may a response be written from the cache, or captured.
 func (s *session) cacheIdle() bool {
+	return s.cache.unknown.Load() == 0 && s.atRest()
+}
+
+// atRest reports whether nothing is outstanding at the origin and all it
+// answered has reached the client, outside any transaction.
+func (s *session) atRest() bool {
 	c := s.cache
-	if c.extOpen || c.unknown.Load() {
+	if c.extOpen {
 		return false
 	}
 	if s.tx != nil {
@@ -191,6 +201,9 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	sql := unsafe.String(unsafe.SliceData(body), len(body))
 	c.unnamed.forget() // a simple Query destroys the unnamed statement
 	st := materialize.Classify(sql)
+	if s.followReset(st) {
+		return false, nil
+	}
 	if path, value, ok := searchPathChange(st); ok {
 		s.followSearchPath(path, value)
 		return false, nil
@@ -579,6 +592,7 @@ func (s *session) trackClose(r *bufio.Reader, n int) {
 // captureMessage adds an origin message of total bytes to the fill in
 // progress. Async and state-changing messages spoil it.
 func (s *session) captureMessage(c *capture, r *bufio.Reader, typ byte, total int) {
+	c.errored = c.errored || typ == 'E'
 	if c.failed {
 		return
 	}
@@ -601,8 +615,12 @@ func (s *session) captureMessage(c *capture, r *bufio.Reader, typ byte, total in
 // finishCapture ends the fill at ReadyForQuery with status.
 func (s *session) finishCapture(c *capture, status byte) {
 	s.cache.capture.Store(nil)
-	if c.path != nil {
+	switch {
+	case c.path != nil:
 		s.cache.searchPathSet(c, status)
+		return
+	case c.reset != nil:
+		s.cache.resetDone(c, status)
 		return
 	}
 	if c.failed || status != 'I' {

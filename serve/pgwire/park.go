@@ -89,7 +89,7 @@ func (s *session) readyToPark(r *bufio.Reader) bool {
 func (s *session) loopIdle() bool {
 	c := s.cache
 	sent := s.sent.Load()
-	return !c.extOpen && !c.unknown.Load() && !c.req.FencePending && s.txStatus.Load() == 'I' &&
+	return !c.extOpen && c.unknown.Load() == 0 && !c.req.FencePending && s.txStatus.Load() == 'I' &&
 		s.ready.Load() == sent && c.flushed.Load() == sent && c.capture.Load() == nil &&
 		c.swallowAt.Load() == 0 && !s.originGone.Load()
 }

@@ -55,8 +55,14 @@ const (
 )
 
 // uncachedBy returns why the statement st makes its session unknown, or
-// "" when it does not (a read, a write, a SET the cache follows).
+// "" when it does not (a read, a write, a SET the cache follows). Each
+// statement of a multi-statement text is judged (a SET behind a SELECT
+// changes the session as much), and a SET of the search path there is not
+// followed.
 func uncachedBy(st materialize.Statement) string {
+	if st.Multi {
+		return uncachedByAny(st.SQL)
+	}
 	switch {
 	case createsTemporary(st):
 		return uncachedTemporary
@@ -72,11 +78,94 @@ func uncachedBy(st materialize.Statement) string {
 	return uncachedSessionState
 }
 
-// setUnknown makes the session unknown, counting why the first time.
+// uncachedByAny judges each statement of sql, several of them.
+func uncachedByAny(sql string) string {
+	parts, ok := analyze.Statements(sql)
+	if !ok {
+		return "" // PostgreSQL runs none of them
+	}
+	for _, part := range parts {
+		st := materialize.Classify(part)
+		if _, _, ok := searchPathChange(st); ok {
+			return uncachedSetting
+		}
+		if reason := uncachedBy(st); reason != "" {
+			return reason
+		}
+	}
+	return ""
+}
+
+// Bits of cacheState.unknown: which ones a session reset clears.
+const (
+	unknownState      uint32 = 1 << iota // settings, temporary tables, LISTEN...: DISCARD ALL's
+	unknownStatements                    // prepared statements: DISCARD ALL's, DEALLOCATE ALL's
+	unknownAtStartup                     // the connection's own: no reset clears it
+)
+
+// setUnknown makes the session unknown, counting why when it was not.
 func (c *cacheState) setUnknown(reason string) {
-	if c.unknown.CompareAndSwap(false, true) && c.uncached != nil {
+	bit := unknownState
+	if reason == uncachedDuplicateStatement || reason == uncachedLargeStatement {
+		bit = unknownStatements
+	}
+	c.setUnknownBits(bit, reason)
+}
+
+func (c *cacheState) setUnknownBits(bits uint32, reason string) {
+	if c.unknown.Or(bits) == 0 && c.uncached != nil {
 		c.uncached(reason)
 	}
+}
+
+// sessionReset is a session reset on its way to the origin.
+type sessionReset struct{ statements bool }
+
+// followReset follows a session reset (analyze.SessionReset) about to be
+// sent as a simple Query by a session at rest in session mode (under
+// transaction pooling it pins the session, which is then relayed only):
+// when the origin has answered it without an error, the session is as at
+// its start again (resetDone), and reads are answered from the cache
+// again. Poolers in front of freshet (PgBouncer's server_reset_query) and
+// drivers returning a connection to their pool (Npgsql, Rails) send one.
+func (s *session) followReset(st materialize.Statement) bool {
+	switch strings.ToUpper(st.Keyword) {
+	case "DISCARD", "SET", "RESET":
+	default:
+		return false
+	}
+	if s.tx != nil {
+		return false
+	}
+	reset, statements := analyze.SessionReset(st.SQL)
+	if !reset || !s.atRest() {
+		return false
+	}
+	if statements {
+		// Forgotten now, by the pump that owns them: should the reset
+		// fail after all, their Binds are relayed, which is only slower.
+		clear(s.cache.stmts)
+	}
+	s.cache.capture.Store(&capture{reset: &sessionReset{statements: statements}})
+	return true
+}
+
+// resetDone ends a followed session reset at its ReadyForQuery: the
+// settings are the startup ones again, the search path the role's, and
+// what made the session unknown is cleared, prepared statements' part
+// only when they were dropped too. The ParameterStatus messages the reset
+// brought are the startup values again; an error leaves things as they
+// were.
+func (c *cacheState) resetDone(cp *capture, status byte) {
+	if cp.errored || status != 'I' {
+		return
+	}
+	c.published.Store(c.initial)
+	bits := unknownState
+	if cp.reset.statements {
+		bits |= unknownStatements
+	}
+	c.unknown.And(^bits)
 }
 
 // keepsSessionKnown reports whether sql, a session-state statement, only

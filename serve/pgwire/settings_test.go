@@ -32,6 +32,12 @@ func TestUncachedBy(t *testing.T) {
 		{"SET LOCAL statement_timeout = 0", uncachedSetting},
 		{"RESET ALL", uncachedSetting},
 		{"SET timezone = 'UTC'; SET ROLE reader", uncachedSetting},
+		{"SELECT 1; SET extra_float_digits = 0", uncachedSetting},
+		{"SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;", uncachedSessionState},
+		{"SELECT 1; SET search_path TO tenant", uncachedSetting},
+		{"UPDATE t SET v = 1; CREATE TEMP TABLE x (i int)", uncachedTemporary},
+		{"SELECT 1; SET TimeZone = 'UTC'", ""},
+		{"SELECT 1; SELECT 2", ""},
 		{"DISCARD ALL", uncachedSessionState},
 		{"PREPARE p AS SELECT 1", uncachedSessionState},
 		{"SELECT set_config('search_path', 'x', false)", uncachedSetConfig},
@@ -71,8 +77,8 @@ func TestParameterStatusFollowsKeyedSettings(t *testing.T) {
 			before := c.req.Settings
 			c.parameterStatus([]byte(tt.status))
 			c.parameterStatus([]byte(tt.status)) // counted once
-			if c.unknown.Load() != (tt.uncached != "") || strings.Join(why, ",") != tt.uncached {
-				t.Fatalf("unknown = %v, counted %q; want %q", c.unknown.Load(), why, tt.uncached)
+			if (c.unknown.Load() != 0) != (tt.uncached != "") || strings.Join(why, ",") != tt.uncached {
+				t.Fatalf("unknown = %b, counted %q; want %q", c.unknown.Load(), why, tt.uncached)
 			}
 			c.syncSettings()
 			if got := c.req.Settings[tt.setting]; got != tt.value {
@@ -91,7 +97,40 @@ func TestParameterStatusFollowsKeyedSettings(t *testing.T) {
 func TestGreetingInAnotherEncodingIsNotCached(t *testing.T) {
 	var why string
 	c := newCacheState(materialize.Session{User: "u", Database: "d"}, nil, msg('S', "client_encoding\x00SJIS\x00"), func(r string) { why = r })
-	if !c.unknown.Load() || why != uncachedEncoding {
-		t.Fatalf("a session whose client encoding is SJIS: unknown %v, counted %q", c.unknown.Load(), why)
+	if c.unknown.Load() == 0 || why != uncachedEncoding {
+		t.Fatalf("a session whose client encoding is SJIS: unknown %b, counted %q", c.unknown.Load(), why)
+	}
+}
+
+func TestResetDone(t *testing.T) {
+	tests := []struct {
+		name       string
+		statements bool
+		errored    bool
+		status     byte
+		unknown    uint32 // before
+		want       uint32 // after
+		restored   bool
+	}{
+		{name: "discard all", statements: true, status: 'I', unknown: unknownState | unknownStatements, want: 0, restored: true},
+		{name: "statements kept", status: 'I', unknown: unknownState | unknownStatements, want: unknownStatements, restored: true},
+		{name: "not the startup encoding", statements: true, status: 'I', unknown: unknownState | unknownAtStartup, want: unknownAtStartup, restored: true},
+		{name: "an error", statements: true, errored: true, status: 'I', unknown: unknownState, want: unknownState},
+		{name: "in a transaction", statements: true, status: 'T', unknown: unknownState, want: unknownState},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCacheState(materialize.Session{User: "u", Database: "d"}, nil, msg('S', "TimeZone\x00UTC\x00"), nil)
+			c.searchPathSet(&capture{path: &pathChange{path: []string{"app"}, value: `"app"`}}, 'I')
+			c.unknown.Store(tt.unknown)
+			c.resetDone(&capture{reset: &sessionReset{statements: tt.statements}, errored: tt.errored}, tt.status)
+			if got := c.unknown.Load(); got != tt.want {
+				t.Fatalf("unknown %b, want %b", got, tt.want)
+			}
+			c.syncSettings()
+			if restored := c.req.SearchPath == nil && c.req.Settings[cache.SearchPath] == "" && c.req.Settings[cache.TimeZone] == "UTC"; restored != tt.restored {
+				t.Fatalf("startup settings restored: %v, want %v (search path %q, settings %q)", restored, tt.restored, c.req.SearchPath, *c.req.Settings)
+			}
+		})
 	}
 }
