@@ -137,8 +137,8 @@ func TestKafkaRegionFollowsDDL(t *testing.T) {
 // published table of the same name from that session's unqualified
 // reads (pg_temp comes first in every search_path). Once it exists, those
 // reads are the temporary table's, never the cache's: at once when the
-// session created it itself (seen in its words, with or without the DDL
-// trigger), and once the watermark covers its creation when a function
+// session created it itself (seen in its words or, for SELECT ... INTO
+// TEMP, by analysis, with or without the DDL trigger), and once the watermark covers its creation when a function
 // did (the DDL trigger marks a temporary relation that shadows another).
 // No periodic catalog reload runs here.
 func TestFreshetUpTemporaryTableShadows(t *testing.T) {
@@ -154,11 +154,13 @@ func TestFreshetUpTemporaryTableShadows(t *testing.T) {
 func temporaryTableShadows(t *testing.T, trigger bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := startUpWith(t, []string{"t", "u"}, `
+	f := startUpWith(t, []string{"t", "u", "w"}, `
 		CREATE TABLE {name}_t (id int PRIMARY KEY, v int NOT NULL);
 		INSERT INTO {name}_t VALUES (1, 10);
 		CREATE TABLE {name}_u (id int PRIMARY KEY, v int NOT NULL);
 		INSERT INTO {name}_u VALUES (1, 10);
+		CREATE TABLE {name}_w (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO {name}_w VALUES (1, 10);
 		CREATE FUNCTION {name}_shadow() RETURNS void LANGUAGE plpgsql AS $$
 		BEGIN
 			CREATE TEMP TABLE {name}_u (id int, v int);
@@ -202,6 +204,9 @@ func temporaryTableShadows(t *testing.T, trigger bool) {
 	}
 	t.Run("created by the session", func(t *testing.T) {
 		shadowed(t, "t", "CREATE TEMP TABLE "+f.table("t")+" (id int, v int); INSERT INTO "+f.table("t")+" VALUES (1, 999)", 999)
+	})
+	t.Run("selected into", func(t *testing.T) {
+		shadowed(t, "w", "SELECT 1 AS id, 555 AS v INTO TEMP "+f.table("w"), 555)
 	})
 	if trigger {
 		t.Run("created by a function", func(t *testing.T) {

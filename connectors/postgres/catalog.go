@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/freshetdb/freshet/materialize"
 	"github.com/freshetdb/freshet/materialize/analyze"
@@ -62,8 +65,37 @@ func (l *CatalogLoader) LoadCatalog(ctx context.Context) (analyze.Catalog, error
 	return s, nil
 }
 
-// Load is LoadCatalog returning the concrete snapshot.
+// Load is LoadCatalog returning the concrete snapshot. A load that DDL
+// running meanwhile made fail is tried again (catalogRaced).
 func (l *CatalogLoader) Load(ctx context.Context) (*analyze.Snapshot, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := l.load(ctx)
+		if err == nil || attempt == catalogAttempts || !catalogRaced(err) {
+			return s, err
+		}
+		l.log.Info("catalog load raced with DDL; loading again", "err", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		}
+	}
+}
+
+// catalogAttempts bounds the loads catalogRaced lets Load try.
+const catalogAttempts = 5
+
+// catalogRaced reports an error a catalog load gets when a relation it
+// read in its snapshot is dropped before it is looked at closer:
+// pg_get_viewdef and the like read the current catalog, not the snapshot
+// ("could not open relation with OID", "cache lookup failed": XX000), or
+// the relation is gone (42P01).
+func catalogRaced(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "XX000" || pe.Code == "42P01")
+}
+
+func (l *CatalogLoader) load(ctx context.Context) (*analyze.Snapshot, error) {
 	tx, err := l.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("postgres catalog: begin: %w", err)
@@ -102,24 +134,87 @@ func loadSchemas(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) error 
 const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast')"
 
 func loadRelations(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) error {
+	err := savepoint(ctx, tx, func(tx pgx.Tx) error {
+		_, err := queryRelations(ctx, tx, d, true)
+		return err
+	})
+	if err == nil || !catalogRaced(err) {
+		return err
+	}
+	// A view dropped after the snapshot was taken: pg_get_viewdef reads
+	// the current catalog and fails. The definitions one by one, then,
+	// leaving out the views that are gone.
+	d.Relations = d.Relations[:0]
+	oids, err := queryRelations(ctx, tx, d, false)
+	if err != nil {
+		return err
+	}
+	return loadViewDefinitions(ctx, tx, d, oids)
+}
+
+// queryRelations appends the relations to d, with the view definitions
+// when defs is set, and returns their OIDs in the same order.
+func queryRelations(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData, defs bool) ([]uint32, error) {
 	rows, _ := tx.Query(ctx, `
-		SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 't',
+		SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence = 't',
 		       c.relpersistence = 'u', c.relrowsecurity,
-		       CASE WHEN c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+`
+		       CASE WHEN $1 AND c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+`
 		            THEN pg_catalog.pg_get_viewdef(c.oid) ELSE '' END,
 		       concat(c.xmin, ':', c.relowner, ':', c.relacl::text, '|', n.xmin, ':', n.nspowner, ':', n.nspacl::text, '|',
 		              (SELECT max(a.xmin::text::bigint) || ':' || string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
 		               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid))
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`)
+		WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`, defs)
 	var r analyze.Relation
 	var kind string
-	_, err := pgx.ForEachRow(rows, []any{&r.Schema, &r.Name, &kind, &r.Temporary, &r.Unlogged, &r.RowSecurity, &r.Definition, &r.Privileges}, func() error {
+	var oid uint32
+	var oids []uint32
+	_, err := pgx.ForEachRow(rows, []any{&oid, &r.Schema, &r.Name, &kind, &r.Temporary, &r.Unlogged, &r.RowSecurity, &r.Definition, &r.Privileges}, func() error {
 		r.Kind = analyze.RelKind(kind[0])
 		d.Relations = append(d.Relations, r)
+		oids = append(oids, oid)
 		return nil
 	})
-	return err
+	return oids, err
+}
+
+// loadViewDefinitions reads each view's definition on its own, leaving
+// out the views dropped since the snapshot.
+func loadViewDefinitions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData, oids []uint32) error {
+	kept := d.Relations[:0]
+	for i, r := range d.Relations {
+		if r.Kind != analyze.KindView || strings.Contains(systemSchemas, "'"+r.Schema+"'") {
+			kept = append(kept, r)
+			continue
+		}
+		var def *string
+		err := savepoint(ctx, tx, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, "SELECT pg_catalog.pg_get_viewdef($1::oid)", oids[i]).Scan(&def)
+		})
+		switch {
+		case err != nil && !catalogRaced(err):
+			return err
+		case err == nil && def != nil:
+			r.Definition = *def
+			kept = append(kept, r)
+		}
+	}
+	d.Relations = kept
+	return nil
+}
+
+// savepoint runs f in a savepoint of tx, so that its failure leaves tx
+// usable.
+func savepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(sp); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return sp.Commit(ctx)
 }
 
 func loadColumns(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) error {

@@ -182,3 +182,55 @@ func TestNewCatalogLoaderRequiresDB(t *testing.T) {
 		t.Fatal("NewCatalogLoader without DB: want an error")
 	}
 }
+
+// TestCatalogLoadSurvivesConcurrentDDL: views created and dropped while
+// the catalog loads (other sessions' DDL, a deploy) do not fail the load:
+// pg_get_viewdef reads the current catalog, not the load's snapshot, and
+// a view dropped in between made the whole load fail.
+func TestCatalogLoadSurvivesConcurrentDDL(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, ddl := catalogConn(t, ctx), catalogConn(t, ctx)
+	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := testenv.UniqueName("churn")
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v := fmt.Sprintf("%s_%d", name, n%4)
+			if _, err := ddl.Exec(ctx, "CREATE VIEW "+v+" AS SELECT 1 AS one"); err != nil {
+				t.Errorf("create view: %v", err)
+				return
+			}
+			if _, err := ddl.Exec(ctx, "DROP VIEW "+v); err != nil {
+				t.Errorf("drop view: %v", err)
+				return
+			}
+			n++
+		}
+	}()
+	var failed error
+	for range 150 {
+		if _, err := loader.Load(ctx); err != nil {
+			failed = err
+			break
+		}
+	}
+	close(stop)
+	n := <-churned
+	if failed != nil {
+		t.Fatalf("a catalog load failed while %d views were created and dropped: %v", n, failed)
+	}
+	t.Logf("150 loads while %d views were created and dropped", n)
+}

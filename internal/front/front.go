@@ -190,9 +190,12 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 		cfg.Listen = "127.0.0.1:6432"
 	}
 	f = &Front{drain: cfg.Clients.ShutdownTimeout, log: log}
+	// What was opened before a failure is closed: the Front being built,
+	// not the nil that an error return leaves in f.
+	built := f
 	defer func() {
 		if err != nil {
-			f.Close()
+			built.Close()
 		}
 	}()
 	wire := pgwire.Config{Logger: log, Registerer: cfg.Registerer}

@@ -201,6 +201,20 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	sql := unsafe.String(unsafe.SliceData(body), len(body))
 	c.unnamed.forget() // a simple Query destroys the unnamed statement
 	st := materialize.Classify(sql)
+	if st.Class == materialize.ClassCacheable && !changesSettings(sql) {
+		// One read, maybe: the hit path. A SELECT ... INTO TEMP looked
+		// up is caught by its analysis (lookup).
+		if !s.cacheIdle() {
+			if createsTemporary(st) {
+				c.setUnknown(uncachedTemporary)
+			}
+			// Not looked at, so not known to be a plain read.
+			c.req.FencePending = true
+			return false, nil
+		}
+		c.queryRequest(sql)
+		return s.lookup(ctx, r, n+1)
+	}
 	if s.followReset(st) {
 		return false, nil
 	}
@@ -212,19 +226,10 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	case reason != "":
 		c.setUnknown(reason)
 		c.req.FencePending = true // EXECUTE, FETCH ... may write
-		return false, nil
-	case st.Class == materialize.ClassSessionState:
-		return false, nil // a SET the cache follows: it writes nothing
-	case st.Class != materialize.ClassCacheable || st.Multi:
+	case st.Class != materialize.ClassSessionState:
 		c.req.FencePending = true
-		return false, nil
-	case !s.cacheIdle():
-		// Not looked at, so not known to be a plain read.
-		c.req.FencePending = true
-		return false, nil
 	}
-	c.queryRequest(sql)
-	return s.lookup(ctx, r, n+1)
+	return false, nil // a SET the cache follows writes nothing
 }
 
 // lookup asks the cache for c.req, whose request messages take total
@@ -233,6 +238,9 @@ func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool,
 	c := s.cache
 	c.syncSettings()
 	a, key := s.srv.cfg.Cache.Lookup(ctx, &c.req, c.key)
+	if a.Reason == string(analyze.ReasonSelectInto) && createsTemporary(materialize.Classify(c.req.SQL)) {
+		c.setUnknown(uncachedTemporary)
+	}
 	c.key = key
 	c.req.SQL = "" // it may alias the read buffer
 	c.req.Params = materialize.Params{}
@@ -650,9 +658,10 @@ func (s *session) abandonCapture() {
 // it keeps its backend. Functions that create one are caught by the DDL
 // trigger instead (connectors/postgres/ddl.go).
 func createsTemporary(st materialize.Statement) bool {
-	switch kw := strings.ToUpper(st.Keyword); {
-	case st.Multi, kw == "CREATE", kw == "DO":
-	case (kw == "SELECT" || kw == "WITH") && hasWord(st.SQL, "into"):
+	kw := st.Keyword
+	switch {
+	case st.Multi, strings.EqualFold(kw, "CREATE"), strings.EqualFold(kw, "DO"):
+	case (strings.EqualFold(kw, "SELECT") || strings.EqualFold(kw, "WITH")) && hasWord(st.SQL, "into"):
 	default:
 		return false
 	}

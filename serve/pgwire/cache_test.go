@@ -161,3 +161,19 @@ func TestCreatesTemporary(t *testing.T) {
 		})
 	}
 }
+
+// What a simple Query read goes through before its lookup allocates
+// nothing, in either case.
+func TestQueryReadClassificationDoesNotAllocate(t *testing.T) {
+	for _, sql := range []string{"select v from t where id = 1", "SELECT v FROM t WHERE id = 1"} {
+		var cacheable bool
+		allocs := testing.AllocsPerRun(100, func() {
+			st := materialize.Classify(sql)
+			cacheable = st.Class == materialize.ClassCacheable && !changesSettings(sql) && !createsTemporary(st) &&
+				!isKeyword(st, "DISCARD", "SET", "RESET")
+		})
+		if allocs != 0 || !cacheable {
+			t.Fatalf("%q: %v allocations, cacheable %v", sql, allocs, cacheable)
+		}
+	}
+}

@@ -71,8 +71,7 @@ func uncachedBy(st materialize.Statement) string {
 	case st.Class != materialize.ClassSessionState, keepsSessionKnown(st.SQL):
 		return ""
 	}
-	switch kw := strings.ToUpper(st.Keyword); kw {
-	case "SET", "RESET":
+	if isKeyword(st, "SET", "RESET") {
 		return uncachedSetting
 	}
 	return uncachedSessionState
@@ -129,12 +128,7 @@ type sessionReset struct{ statements bool }
 // again. Poolers in front of freshet (PgBouncer's server_reset_query) and
 // drivers returning a connection to their pool (Npgsql, Rails) send one.
 func (s *session) followReset(st materialize.Statement) bool {
-	switch strings.ToUpper(st.Keyword) {
-	case "DISCARD", "SET", "RESET":
-	default:
-		return false
-	}
-	if s.tx != nil {
+	if s.tx != nil || !isKeyword(st, "DISCARD", "SET", "RESET") {
 		return false
 	}
 	reset, statements := analyze.SessionReset(st.SQL)
@@ -239,11 +233,21 @@ type pathChange struct {
 // searchPathChange reads st as a SET or RESET of the search path (the
 // keyword is looked at first: the parser is not run on every query).
 func searchPathChange(st materialize.Statement) (path []string, value string, ok bool) {
-	switch strings.ToUpper(st.Keyword) {
-	case "SET", "RESET":
+	if isKeyword(st, "SET", "RESET") {
 		return analyze.SearchPathChange(st.SQL)
 	}
 	return nil, "", false
+}
+
+// isKeyword reports whether st begins with one of kws, in any case
+// (without allocating: this runs on every Query).
+func isKeyword(st materialize.Statement, kws ...string) bool {
+	for _, kw := range kws {
+		if strings.EqualFold(st.Keyword, kw) {
+			return true
+		}
+	}
+	return false
 }
 
 // followSearchPath follows a SET of the search path about to be sent:
