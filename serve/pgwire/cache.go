@@ -81,9 +81,10 @@ type capture struct {
 	reset *sessionReset
 }
 
-// settingsFromGreeting reads the output-affecting settings the origin
-// reported at startup; ok is false when the startup asked for settings
-// the key does not cover.
+// newCacheState starts a session's cache state from its startup
+// parameters and the ParameterStatus messages the origin greeted it with;
+// a startup parameter the key does not cover makes the session unknown to
+// analysis.
 func newCacheState(who materialize.Session, startup map[string]string, greeting []byte, uncached func(reason string)) *cacheState {
 	c := &cacheState{stmts: map[string]prepared{}, uncached: uncached}
 	c.req.Database, c.req.Role = who.Database, who.User
@@ -104,15 +105,11 @@ func newCacheState(who materialize.Session, startup map[string]string, greeting 
 			break
 		}
 		if greeting[0] == 'S' {
-			body := greeting[5 : n+1]
-			name, rest, _ := bytes.Cut(body, []byte{0})
-			val, _, _ := bytes.Cut(rest, []byte{0})
-			for i, s := range cache.SettingNames {
-				if s == string(name) {
-					c.req.Settings[i] = string(val)
-				}
+			name, val := parameterStatusFields(greeting[5 : n+1])
+			if i, ok := keyedSetting(name); ok {
+				c.req.Settings[i] = val
 			}
-			if !analyzable(string(name), string(val)) {
+			if !analyzable(name, val) {
 				c.setUnknownBits(unknownAtStartup, uncachedEncoding)
 			}
 		}
@@ -607,6 +604,9 @@ func (s *session) captureMessage(c *capture, r *bufio.Reader, typ byte, total in
 	if materialize.SpoilsFill(typ) {
 		c.failed = true
 		return
+	}
+	if c.tk == nil {
+		return // a SET or reset watched, not a fill: nothing to keep
 	}
 	if total > r.Size() || len(c.buf)+total > maxCapture {
 		c.failed = true

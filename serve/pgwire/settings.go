@@ -174,22 +174,36 @@ func keepsSessionKnown(sql string) bool {
 // that follow; anything unknown makes the session unknown. Called by
 // whichever pump relays the origin's messages.
 func (c *cacheState) parameterStatus(body []byte) {
-	name, rest, _ := bytes.Cut(body, []byte{0})
-	val, _, _ := bytes.Cut(rest, []byte{0})
-	for i, s := range cache.SettingNames {
-		if s == string(name) {
-			next := *c.published.Load()
-			next.settings[i] = string(val)
-			c.published.Store(&next)
-			if !analyzable(s, string(val)) {
-				c.setUnknown(uncachedEncoding)
-			}
-			return
+	name, val := parameterStatusFields(body)
+	i, ok := keyedSetting(name)
+	switch {
+	case ok:
+		next := *c.published.Load()
+		next.settings[i] = val
+		c.published.Store(&next)
+		if !analyzable(name, val) {
+			c.setUnknown(uncachedEncoding)
 		}
-	}
-	if !reportedInert[string(name)] {
+	case !reportedInert[name]:
 		c.setUnknown(uncachedParameterStatus)
 	}
+}
+
+// parameterStatusFields reads a ParameterStatus body: a name and a value.
+func parameterStatusFields(body []byte) (name, val string) {
+	n, rest, _ := bytes.Cut(body, []byte{0})
+	v, _, _ := bytes.Cut(rest, []byte{0})
+	return string(n), string(v)
+}
+
+// keyedSetting is the key's Setting the origin reports as name.
+func keyedSetting(name string) (cache.Setting, bool) {
+	for i, s := range cache.SettingNames {
+		if s == name {
+			return cache.Setting(i), true
+		}
+	}
+	return 0, false
 }
 
 // analyzable reports whether a session with setting name at val sends
