@@ -47,7 +47,8 @@ env-up:
 	@$(ENV) up
 
 ## bench-pgwire: pgbench -S -M prepared -c 8 against PostgreSQL, PgBouncer
-## (session mode) and freshet's pass-through front end, in one run.
+## (session mode) and freshet's pass-through front end, in one run, each at -j 1 and
+## -j 2 (the client shares the machine; ratios per -j and each target at its best).
 bench-pgwire:
 	integration/env/pgwire-bench.sh $(BENCH_PGWIRE_ARGS)
 

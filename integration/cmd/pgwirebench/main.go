@@ -49,16 +49,31 @@ type options struct {
 	only       string
 	cpuprofile string
 	clients    int
-	duration   time.Duration
-	scale      int
-	rounds     int
-	mode       string
-	cached     bool
+	// threads are the pgbench -j values each target is measured at:
+	// the thread count changes the ratios on a small machine (the client
+	// shares it), so every target runs at each and is compared at its
+	// best as well as per -j.
+	threads  []int
+	duration time.Duration
+	scale    int
+	rounds   int
+	mode     string
+	cached   bool
 }
 
 func run() error {
 	var o options
 	flag.IntVar(&o.clients, "c", 8, "pgbench clients")
+	flag.Func("j", "comma-separated pgbench thread counts (-j) to measure every target at (default 1,2)", func(v string) error {
+		for _, part := range strings.Split(v, ",") {
+			j, err := strconv.Atoi(strings.TrimSpace(part))
+			if err != nil || j < 1 {
+				return fmt.Errorf("bad -j %q", part)
+			}
+			o.threads = append(o.threads, j)
+		}
+		return nil
+	})
 	flag.DurationVar(&o.duration, "T", 20*time.Second, "duration of each pgbench run")
 	flag.IntVar(&o.scale, "s", 10, "pgbench scale")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each round runs every target once, in rotating order")
@@ -67,6 +82,9 @@ func run() error {
 	flag.StringVar(&o.only, "only", "", "run only the targets whose name contains one of these comma-separated strings")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (freshet's front end) to this file")
 	flag.Parse()
+	if len(o.threads) == 0 {
+		o.threads = []int{1, 2}
+	}
 	ctx := context.Background()
 
 	super := os.Getenv("FRESHET_TEST_PG_URL")
@@ -152,45 +170,72 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	results := make(map[string][]float64)
+	results := make(map[pgbenchRun][]float64)
 	for r := 0; r < o.rounds; r++ {
-		for i := range targets {
-			tg := targets[(i+r)%len(targets)]
-			if !selected(tg.name, o.only) {
-				continue
+		for _, j := range o.threads {
+			for i := range targets {
+				tg := targets[(i+r)%len(targets)]
+				if !selected(tg.name, o.only) {
+					continue
+				}
+				tps, err := measure(bindir, tg.name, tg.url, j, bouncerPID, o)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("round %d -j %d  %-24s %s\n", r+1, j, tg.name, tps.line)
+				results[pgbenchRun{tg.name, j}] = append(results[pgbenchRun{tg.name, j}], tps.tps)
 			}
-			rBefore, wBefore := syscalls()
-			selfBefore, bouncerBefore := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
-			tps, clientCPU, err := pgbench(bindir, tg.url, o)
-			if err != nil {
-				return fmt.Errorf("%s: %w", tg.name, err)
-			}
-			rAfter, wAfter := syscalls()
-			selfAfter, bouncerAfter := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
-			txs := tps * o.duration.Seconds()
-			extra := ""
-			switch {
-			case strings.HasPrefix(tg.name, "freshet"):
-				extra = fmt.Sprintf("  (%.1f µs CPU, %.1f read + %.1f write syscalls per transaction)",
-					ticksToMicros(selfAfter-selfBefore)/txs, float64(rAfter-rBefore)/txs, float64(wAfter-wBefore)/txs)
-			case strings.HasPrefix(tg.name, "pgbouncer"):
-				extra = fmt.Sprintf("  (%.1f µs CPU per transaction)", ticksToMicros(bouncerAfter-bouncerBefore)/txs)
-			}
-			extra += fmt.Sprintf("  [pgbench %.1f µs CPU/tx]", float64(clientCPU.Microseconds())/txs)
-			fmt.Printf("round %d  %-24s %10.0f tps%s\n", r+1, tg.name, tps, extra)
-			results[tg.name] = append(results[tg.name], tps)
 		}
 	}
-	fmt.Printf("\npgbench -S -M %s -c %d -j 2 -T %s (scale %d), %d rounds, mean tps (excluding connection setup):\n",
-		o.mode, o.clients, o.duration, o.scale, o.rounds)
-	for _, tg := range targets {
-		if len(results[tg.name]) == 0 {
-			continue
+	for _, j := range o.threads {
+		fmt.Printf("\npgbench -S -M %s -c %d -j %d -T %s (scale %d), %d rounds, mean tps (excluding connection setup):\n",
+			o.mode, o.clients, j, o.duration, o.scale, o.rounds)
+		for _, tg := range targets {
+			if rs := results[pgbenchRun{tg.name, j}]; len(rs) > 0 {
+				fmt.Printf("  %-24s %10.0f\n", tg.name, mean(rs))
+			}
 		}
-		fmt.Printf("  %-24s %10.0f\n", tg.name, mean(results[tg.name]))
+		printRatios(results, targets, j)
 	}
-	printRatios(results, targets)
+	if len(o.threads) > 1 {
+		printBestRatios(results, targets, o.threads)
+	}
 	return nil
+}
+
+// pgbenchRun names one target measured at one pgbench -j.
+type pgbenchRun struct {
+	target  string
+	threads int
+}
+
+type measured struct {
+	tps  float64
+	line string // the figures printed for the run
+}
+
+// measure runs pgbench against one target at -j threads and reports
+// its tps with the CPU it and the proxy took per transaction.
+func measure(bindir, name, url string, threads, bouncerPID int, o options) (measured, error) {
+	rBefore, wBefore := syscalls()
+	selfBefore, bouncerBefore := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
+	tps, clientCPU, err := pgbench(bindir, url, threads, o)
+	if err != nil {
+		return measured{}, fmt.Errorf("%s: %w", name, err)
+	}
+	rAfter, wAfter := syscalls()
+	selfAfter, bouncerAfter := cpuTicks("self"), cpuTicks(strconv.Itoa(bouncerPID))
+	txs := tps * o.duration.Seconds()
+	extra := ""
+	switch {
+	case strings.HasPrefix(name, "freshet"):
+		extra = fmt.Sprintf("  (%.1f µs CPU, %.1f read + %.1f write syscalls per transaction)",
+			ticksToMicros(selfAfter-selfBefore)/txs, float64(rAfter-rBefore)/txs, float64(wAfter-wBefore)/txs)
+	case strings.HasPrefix(name, "pgbouncer"):
+		extra = fmt.Sprintf("  (%.1f µs CPU per transaction)", ticksToMicros(bouncerAfter-bouncerBefore)/txs)
+	}
+	extra += fmt.Sprintf("  [pgbench %.1f µs CPU/tx]", float64(clientCPU.Microseconds())/txs)
+	return measured{tps: tps, line: fmt.Sprintf("%10.0f tps%s", tps, extra)}, nil
 }
 
 // startWarm starts freshet with the materializer (see startCached) and
@@ -203,7 +248,7 @@ func startWarm(ctx context.Context, bindir, dbURL, name string, txPooling bool, 
 	fmt.Printf("warming %s: pgbench -S -M %s -c %d for %s ...\n", name, o.mode, o.clients, 2*o.duration)
 	warm := o
 	warm.duration = 2 * o.duration
-	if _, _, err := pgbench(bindir, rehost(dbURL, cached.addr), warm); err != nil {
+	if _, _, err := pgbench(bindir, rehost(dbURL, cached.addr), o.threads[0], warm); err != nil {
 		cached.stop()
 		return nil, fmt.Errorf("%s warm-up: %w", name, err)
 	}
@@ -212,25 +257,59 @@ func startWarm(ctx context.Context, bindir, dbURL, name string, txPooling bool, 
 	return cached, nil
 }
 
-// printRatios prints each freshet target's throughput against PgBouncer's
-// and direct PostgreSQL's: the ratio of the means, and the range of the
-// ratios within a round (runs of one round share the machine's mood).
-func printRatios(results map[string][]float64, targets []struct{ name, url string }) {
-	bases := []string{"pgbouncer (session)", "postgres (direct)"}
+var ratioBases = []string{"pgbouncer (session)", "postgres (direct)"}
+
+// printRatios prints each freshet target's throughput at -j threads
+// against PgBouncer's and direct PostgreSQL's at the same -j: the ratio of
+// the means, and the range of the ratios within a round (runs of one round
+// share the machine's mood).
+func printRatios(results map[pgbenchRun][]float64, targets []struct{ name, url string }, threads int) {
 	for _, tg := range targets {
-		if !strings.HasPrefix(tg.name, "freshet") || len(results[tg.name]) == 0 {
+		rs := results[pgbenchRun{tg.name, threads}]
+		if !strings.HasPrefix(tg.name, "freshet") || len(rs) == 0 {
 			continue
 		}
-		for _, base := range bases {
-			b := results[base]
-			if len(b) != len(results[tg.name]) {
+		for _, base := range ratioBases {
+			b := results[pgbenchRun{base, threads}]
+			if len(b) != len(rs) {
 				continue
 			}
 			lo, hi := math.Inf(1), math.Inf(-1)
-			for i, v := range results[tg.name] {
+			for i, v := range rs {
 				lo, hi = min(lo, v/b[i]), max(hi, v/b[i])
 			}
-			fmt.Printf("  %-24s %.2fx %s (rounds %.2f-%.2f)\n", tg.name, mean(results[tg.name])/mean(b), base, lo, hi)
+			fmt.Printf("  %-24s %.2fx %s (rounds %.2f-%.2f)\n", tg.name, mean(rs)/mean(b), base, lo, hi)
+		}
+	}
+}
+
+// printBestRatios compares every target at the -j where its mean was
+// highest: no side is measured at a thread count that handicaps it.
+func printBestRatios(results map[pgbenchRun][]float64, targets []struct{ name, url string }, threads []int) {
+	best := func(name string) (float64, int) {
+		top, at := 0.0, 0
+		for _, j := range threads {
+			if rs := results[pgbenchRun{name, j}]; len(rs) > 0 && mean(rs) > top {
+				top, at = mean(rs), j
+			}
+		}
+		return top, at
+	}
+	fmt.Printf("\neach target at its best -j (mean tps):\n")
+	for _, tg := range targets {
+		if top, at := best(tg.name); at != 0 {
+			fmt.Printf("  %-24s %10.0f  (-j %d)\n", tg.name, top, at)
+		}
+	}
+	for _, tg := range targets {
+		top, at := best(tg.name)
+		if !strings.HasPrefix(tg.name, "freshet") || at == 0 {
+			continue
+		}
+		for _, base := range ratioBases {
+			if b, bat := best(base); bat != 0 {
+				fmt.Printf("  %-24s %.2fx %s, each at its best -j\n", tg.name, top/b, base)
+			}
 		}
 	}
 }
@@ -296,8 +375,8 @@ var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection t
 
 // pgbench runs pgbench and returns its tps and the CPU time pgbench
 // itself used: the client's share of the machine bounds every target.
-func pgbench(bindir, url string, o options) (float64, time.Duration, error) {
-	args := []string{"-n", "-S", "-M", o.mode, "-c", strconv.Itoa(o.clients), "-j", "2", "-T", strconv.Itoa(int(o.duration.Seconds())), url}
+func pgbench(bindir, url string, threads int, o options) (float64, time.Duration, error) {
+	args := []string{"-n", "-S", "-M", o.mode, "-c", strconv.Itoa(o.clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(int(o.duration.Seconds())), url}
 	cmd := exec.Command(filepath.Join(bindir, "pgbench"), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
