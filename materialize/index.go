@@ -64,9 +64,9 @@ type colDeps struct {
 	// while any is, values changed in the stream are versioned.
 	pending int
 	// one and more are the entries by value hash: most values have one
-	// entry, held without an allocation of its own; a value with more
-	// moves to more.
-	one  map[uint64]*cache.Entry
+	// entry, held in a slot of 9 bytes; a value with more, or an entry
+	// with several values on the column, is in more.
+	one  entryTable
 	more map[uint64]*entrySet
 	// versions are the seqs of the last changes to values while fills
 	// were pending on the column; only a fill that began before such a
@@ -75,12 +75,12 @@ type colDeps struct {
 }
 
 func newColDeps(name string, ref uint32) *colDeps {
-	return &colDeps{name: name, ref: ref, one: map[uint64]*cache.Entry{}, more: map[uint64]*entrySet{}, versions: map[uint64]uint64{}}
+	return &colDeps{name: name, ref: ref, one: newEntryTable(ref), more: map[uint64]*entrySet{}, versions: map[uint64]uint64{}}
 }
 
 // active reports whether a change must look at the column: an entry or a
 // fill depends on it. An inactive column is as good as absent.
-func (c *colDeps) active() bool { return c.pending > 0 || len(c.one) > 0 || len(c.more) > 0 }
+func (c *colDeps) active() bool { return c.pending > 0 || c.one.len() > 0 || len(c.more) > 0 }
 
 // entrySet is a set of entries: a slice while small, a map beyond.
 type entrySet struct {
@@ -176,23 +176,29 @@ func (c *colDeps) add(h uint64, e *cache.Entry) {
 		set.add(e)
 		return
 	}
-	switch first := c.one[h]; first {
-	case nil:
-		c.one[h] = e
-	case e:
-	default:
-		set := &entrySet{}
-		set.add(first)
-		set.add(e)
-		delete(c.one, h)
-		c.more[h] = set
+	i := c.one.find(h)
+	switch {
+	case i < 0 && c.one.fits(e):
+		c.one.put(h, e)
+		return
+	case i >= 0 && c.one.slots[i] == e:
+		return
 	}
+	// A second entry for the value, or an entry with several values on
+	// the column (an IN list), which the table cannot hold.
+	set := &entrySet{}
+	if i >= 0 {
+		set.add(c.one.slots[i])
+		c.one.delete(i)
+	}
+	set.add(e)
+	c.more[h] = set
 }
 
 // remove unregisters e from value hash h.
 func (c *colDeps) remove(h uint64, e *cache.Entry) {
-	if c.one[h] == e {
-		delete(c.one, h)
+	if i := c.one.find(h); i >= 0 && c.one.slots[i] == e {
+		c.one.delete(i)
 		return
 	}
 	if set := c.more[h]; set != nil {
@@ -206,9 +212,9 @@ func (c *colDeps) remove(h uint64, e *cache.Entry) {
 // changed takes the entries of value hash h, and versions it at seq if a
 // fill is pending on the column.
 func (c *colDeps) changed(h, seq uint64, out []*cache.Entry) []*cache.Entry {
-	if e := c.one[h]; e != nil {
-		out = append(out, e)
-		delete(c.one, h)
+	if i := c.one.find(h); i >= 0 {
+		out = append(out, c.one.slots[i])
+		c.one.delete(i)
 	}
 	if set := c.more[h]; set != nil {
 		out = set.takeAll(out)
@@ -223,13 +229,11 @@ func (c *colDeps) changed(h, seq uint64, out []*cache.Entry) []*cache.Entry {
 // takeAll appends every entry on the column to out and forgets them and
 // the versions (the caller versions the column as a whole).
 func (c *colDeps) takeAll(out []*cache.Entry) []*cache.Entry {
-	for _, e := range c.one {
-		out = append(out, e)
-	}
+	out = c.one.takeAll(out)
 	for _, set := range c.more {
 		out = set.takeAll(out)
 	}
-	c.one, c.more, c.versions = map[uint64]*cache.Entry{}, map[uint64]*entrySet{}, map[uint64]uint64{}
+	c.more, c.versions = map[uint64]*entrySet{}, map[uint64]uint64{}
 	return out
 }
 
@@ -280,7 +284,10 @@ func (ix *index) end(tok uint64, refs []cache.Ref, e *cache.Entry) bool {
 	if e == nil || !ix.fresh(tok, refs) {
 		return false
 	}
-	for _, r := range refs {
+	// Register e under its own refs, which unregister reads back (and
+	// colDeps.one requires); a fill makes them from refs.
+	for i := range e.NumRefs() {
+		r := e.Ref(i)
 		tg := ix.targets[r.Target]
 		if tg.c == nil {
 			tg.t.entries[e] = struct{}{}
@@ -344,7 +351,7 @@ func (ix *index) registered() int {
 	for _, t := range ix.tables {
 		n += len(t.entries)
 		for _, c := range t.cols {
-			n += len(c.one)
+			n += c.one.len()
 			for _, set := range c.more {
 				n += set.len()
 			}

@@ -149,11 +149,12 @@ func (e *Entry) stamp(gen uint64) {
 }
 
 // EntryOverhead is the memory of an entry beyond its bytes (key,
-// response, packed refs): its 24-byte header, malloc's size-class
+// response, packed refs): its 16-byte header, malloc's size-class
 // rounding, and ristretto's per-item bookkeeping (its store map's slot,
 // 57 B, and its cost map's, 17 B, at a fill that varies between 7/16 and
 // 7/8 with the count). RefOverhead is what the dependency index holds per
-// ref (a 17 B map slot, at the same fills). Both are charged in every
+// ref: a 9 B slot of its entry table at the same fills, or a share of a
+// set when a value has several entries. Both are charged in every
 // entry's cost so that the budget covers real memory: together they are at
 // least the worst figure materialize's BenchmarkEntryOverheadWithIndex
 // measures from 10k to 1M entries (ADR 0007), not the mean, so that the
@@ -161,7 +162,7 @@ func (e *Entry) stamp(gen uint64) {
 // store's part alone.
 const (
 	EntryOverhead = 210
-	RefOverhead   = 40
+	RefOverhead   = 32
 )
 
 // cost is what an entry is charged against the memory budget.
