@@ -22,7 +22,7 @@ func clientFlags(fs *flag.FlagSet, c *front.Clients) (check func() error) {
 	fs.DurationVar(&c.StatementTimeout, "statement-timeout", envDuration("FRESHET_STATEMENT_TIMEOUT", 0), "cancel, on the origin, a request unanswered this long; 0: never [FRESHET_STATEMENT_TIMEOUT]")
 	fs.StringVar(&c.AuthURL, "auth-url", os.Getenv("FRESHET_AUTH_URL"), "login of an auth user that may read pg_authid (like PgBouncer's auth_user): freshet checks clients' SCRAM-SHA-256 passwords against the origin's verifiers and reuses origin connections; empty: each client's login is relayed to the origin [FRESHET_AUTH_URL]")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("FRESHET_SHUTDOWN_TIMEOUT", 10*time.Second), "on SIGINT or SIGTERM, stop accepting clients, end each session at its next transaction boundary (57P01), and close those still in a transaction after this long; 0: close all at once [FRESHET_SHUTDOWN_TIMEOUT]")
-	mode := fs.String("pool-mode", envOr("FRESHET_POOL_MODE", "session"), "session: a client keeps one origin connection; transaction: a client holds one only during a transaction (needs --auth-url; reads are then relayed, not cached) [FRESHET_POOL_MODE]")
+	mode := fs.String("pool-mode", envOr("FRESHET_POOL_MODE", "session"), "session: a client keeps one origin connection; transaction: a client holds one only during a transaction (needs --auth-url) [FRESHET_POOL_MODE]")
 	return func() error {
 		switch *mode {
 		case "session":

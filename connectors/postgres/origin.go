@@ -30,6 +30,12 @@ type OriginConfig struct {
 	// in order when none before them can be reached or will do TLS as
 	// asked. A session's cancel goes to the host it reached.
 	Fallbacks []OriginHost
+	// CheckHost, when set, is asked before a host is dialled whether it
+	// may serve relayed sessions (libpq's target_session_attrs); hosts
+	// it refuses are skipped. Its answers are kept for CheckMaxAge
+	// (default 1 s), which bounds how long a failover goes unseen.
+	CheckHost   HostCheck
+	CheckMaxAge time.Duration
 	// DialTimeout bounds one TCP dial. Default 5 s.
 	DialTimeout time.Duration
 	// BufferSize is the read buffer of an origin connection. Default 16 KiB.
@@ -60,6 +66,7 @@ func (c *OriginConfig) hosts() []OriginHost {
 type Origin struct {
 	cfg    OriginConfig
 	hosts  []OriginHost // cfg's, in the order they are tried
+	checks *hostChecks  // nil: every host may serve
 	dialer net.Dialer
 }
 
@@ -76,7 +83,7 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 			return nil, fmt.Errorf("postgres: OriginConfig: host %q: %w", h.Addr, err)
 		}
 	}
-	if cfg.DialTimeout < 0 || cfg.BufferSize < 0 || cfg.MaxStartupMessage < 0 {
+	if cfg.DialTimeout < 0 || cfg.BufferSize < 0 || cfg.MaxStartupMessage < 0 || cfg.CheckMaxAge < 0 {
 		return nil, errors.New("postgres: negative value in OriginConfig")
 	}
 	if cfg.DialTimeout == 0 {
@@ -88,25 +95,41 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if cfg.MaxStartupMessage == 0 {
 		cfg.MaxStartupMessage = 1 << 20
 	}
+	if cfg.CheckMaxAge == 0 {
+		cfg.CheckMaxAge = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Origin{cfg: cfg, hosts: hosts, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}, nil
+	o := &Origin{cfg: cfg, hosts: hosts, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
+	if cfg.CheckHost != nil {
+		o.checks = newHostChecks(cfg.CheckHost, cfg.CheckMaxAge, cfg.Logger)
+	}
+	return o, nil
 }
 
-// dial opens a connection to the first of the origin's hosts that can be
-// reached (and does TLS as asked), and returns it with that host's
-// address.
+// dial opens a connection to the first of the origin's hosts that may
+// serve (CheckHost; with prefer-standby, a host not preferred only after
+// every other) and can be reached (and does TLS as asked), and returns it
+// with that host's address.
 func (o *Origin) dial(ctx context.Context) (net.Conn, string, error) {
 	var errs []error
-	for _, h := range o.hosts {
-		conn, err := o.dialHost(ctx, h)
-		if err == nil {
-			return conn, h.Addr, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
+	for pass := range o.checks.passes() {
+		for _, h := range o.hosts {
+			if err := o.checks.admits(ctx, h.Addr, pass); err != nil {
+				if pass == 0 {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			conn, err := o.dialHost(ctx, h)
+			if err == nil {
+				return conn, h.Addr, nil
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return nil, "", errors.Join(errs...)
+			}
 		}
 	}
 	return nil, "", errors.Join(errs...)

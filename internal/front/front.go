@@ -133,10 +133,10 @@ func (f *Front) Ready() error {
 // as libpq tries them, and TLS with libpq's sslmode meaning (pgconn's
 // parsing, sslrootcert and the rest): disable and allow are plaintext,
 // prefer (the default) uses TLS when the origin offers it, require,
-// verify-ca and verify-full insist on it. Several hosts with a
-// target_session_attrs are refused: a relayed session is authenticated
-// by the client before the host's role could be known. Logger is left to
-// the caller.
+// verify-ca and verify-full insist on it. With a target_session_attrs,
+// each host is checked on a connection of freshet's own before a relayed
+// session is sent to it (hostCheck): the session's login is the client's
+// and cannot be retried elsewhere. Logger is left to the caller.
 func OriginDialing(origin string) (postgres.OriginConfig, error) {
 	pc, err := pgconn.ParseConfig(origin)
 	if err != nil {
@@ -167,12 +167,58 @@ func OriginDialing(origin string) (postgres.OriginConfig, error) {
 			return postgres.OriginConfig{}, err
 		}
 	}
-	if len(hosts) > 1 && pc.ValidateConnect != nil {
-		return postgres.OriginConfig{}, errors.New("the origin lists several hosts with a target_session_attrs: relayed sessions cannot choose a host by its role; " +
-			"list the primary alone, or give an address that follows it (a virtual IP, a DNS name, an HAProxy or PgBouncer in front of the cluster)")
-	}
 	first := hosts[0]
-	return postgres.OriginConfig{Addr: first.Addr, TLS: first.TLS, TLSOptional: first.TLSOptional, Fallbacks: hosts[1:]}, nil
+	oc := postgres.OriginConfig{Addr: first.Addr, TLS: first.TLS, TLSOptional: first.TLSOptional, Fallbacks: hosts[1:]}
+	if pc.ValidateConnect != nil {
+		oc.CheckHost = hostCheck(pc)
+	}
+	return oc, nil
+}
+
+// hostCheck is libpq's target_session_attrs check of one of the origin's
+// hosts, made as pgconn makes it (its validation for the attrs), on a
+// connection of freshet's own with the origin URL's credentials and that
+// host's tries alone (with sslmode=prefer, TLS then plaintext).
+func hostCheck(pc *pgconn.Config) postgres.HostCheck {
+	return func(ctx context.Context, addr string) error {
+		c := pc.Copy()
+		tries := append([]*pgconn.FallbackConfig{{Host: c.Host, Port: c.Port, TLSConfig: c.TLSConfig}}, c.Fallbacks...)
+		c.Fallbacks = nil
+		found := false
+		for _, t := range tries {
+			switch {
+			case net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port))) != addr:
+			case !found:
+				c.Host, c.Port, c.TLSConfig, found = t.Host, t.Port, t.TLSConfig, true
+			default:
+				c.Fallbacks = append(c.Fallbacks, t)
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s is not one of the origin's hosts", addr)
+		}
+		// pgconn connects to a host that is not preferred when no other
+		// is; this check reports that instead.
+		notPreferred := false
+		validate := c.ValidateConnect
+		c.ValidateConnect = func(ctx context.Context, conn *pgconn.PgConn) error {
+			err := validate(ctx, conn)
+			var np *pgconn.NotPreferredError
+			if errors.As(err, &np) {
+				notPreferred = true
+			}
+			return err
+		}
+		conn, err := pgconn.ConnectConfig(ctx, c)
+		if err != nil {
+			return err
+		}
+		_ = conn.Close(ctx)
+		if notPreferred {
+			return postgres.ErrHostNotPreferred
+		}
+		return nil
+	}
 }
 
 // Open connects to the origin, loads its catalog and listens; Close

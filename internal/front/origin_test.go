@@ -12,6 +12,7 @@ func TestOriginDialing(t *testing.T) {
 		name, url           string
 		addr                string
 		tls, optional, fail bool
+		checked             bool // hosts checked for target_session_attrs
 		serverName          string
 		fallbacks           []string // their addresses, each with TLS as the first host
 	}{
@@ -27,8 +28,11 @@ func TestOriginDialing(t *testing.T) {
 			addr: "pg1.example:5432", tls: true, serverName: "pg1.example", fallbacks: []string{"pg2.example:5433"}},
 		{name: "several hosts, key=value, prefer", url: "host=10.0.0.5,10.0.0.6 port=5432,5433 user=u",
 			addr: "10.0.0.5:5432", tls: true, optional: true, fallbacks: []string{"10.0.0.6:5433"}},
-		{name: "several hosts with target_session_attrs are refused", url: "postgres://u@pg1,pg2/app?target_session_attrs=read-write", fail: true},
-		{name: "one host with target_session_attrs", url: "postgres://u@pg1/app?sslmode=disable&target_session_attrs=read-write", addr: "pg1:5432"},
+		{name: "several hosts with target_session_attrs are checked", url: "postgres://u@pg1,pg2/app?sslmode=disable&target_session_attrs=read-write",
+			addr: "pg1:5432", fallbacks: []string{"pg2:5432"}, checked: true},
+		{name: "one host with target_session_attrs", url: "postgres://u@pg1/app?sslmode=disable&target_session_attrs=primary", addr: "pg1:5432", checked: true},
+		{name: "target_session_attrs any checks nothing", url: "postgres://u@pg1,pg2/app?sslmode=disable&target_session_attrs=any",
+			addr: "pg1:5432", fallbacks: []string{"pg2:5432"}},
 		{name: "a Unix socket among the hosts is refused", url: "host=db.example,/tmp user=u", fail: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,6 +48,9 @@ func TestOriginDialing(t *testing.T) {
 			}
 			if cfg.Addr != tt.addr || (cfg.TLS != nil) != tt.tls || cfg.TLSOptional != tt.optional {
 				t.Fatalf("addr %q, TLS %v, optional %v; want %q, %v, %v", cfg.Addr, cfg.TLS != nil, cfg.TLSOptional, tt.addr, tt.tls, tt.optional)
+			}
+			if (cfg.CheckHost != nil) != tt.checked {
+				t.Fatalf("hosts checked: %v, want %v", cfg.CheckHost != nil, tt.checked)
 			}
 			if tt.serverName != "" && cfg.TLS.ServerName != tt.serverName {
 				t.Fatalf("server name %q, want %q", cfg.TLS.ServerName, tt.serverName)

@@ -1,0 +1,154 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeRoles answers host checks from a table the test changes, and counts
+// the checks.
+type fakeRoles struct {
+	mu     sync.Mutex
+	answer map[string]error
+	calls  map[string]int
+}
+
+func (f *fakeRoles) check(_ context.Context, addr string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[addr]++
+	return f.answer[addr]
+}
+
+func (f *fakeRoles) set(addr string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answer[addr] = err
+}
+
+func listening(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln.Addr().String()
+}
+
+var errStandby = errors.New("read only connection")
+
+func TestOriginChoosesHostByCheck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b, c := listening(t), listening(t), listening(t)
+	for _, tt := range []struct {
+		name    string
+		answers map[string]error
+		want    string // "" for no host
+	}{
+		{"the first host that fits", map[string]error{a: errStandby, b: nil, c: nil}, b},
+		{"prefer-standby: a preferred host after one that is not", map[string]error{a: ErrHostNotPreferred, b: errStandby, c: nil}, c},
+		{"prefer-standby: a host not preferred when none is", map[string]error{a: errStandby, b: ErrHostNotPreferred, c: ErrHostNotPreferred}, b},
+		{"no host fits", map[string]error{a: errStandby, b: errStandby, c: errStandby}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			roles := &fakeRoles{answer: tt.answers, calls: map[string]int{}}
+			o, err := NewOrigin(OriginConfig{Addr: a, Fallbacks: []OriginHost{{Addr: b}, {Addr: c}}, CheckHost: roles.check})
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, host, err := o.dial(ctx)
+			if tt.want == "" {
+				if err == nil || !strings.Contains(err.Error(), errStandby.Error()) || !strings.Contains(err.Error(), a) {
+					t.Fatalf("dial = %s, %v; want an error naming the hosts and why", host, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.Close()
+			if host != tt.want {
+				t.Fatalf("dialled %s, want %s", host, tt.want)
+			}
+		})
+	}
+}
+
+// TestOriginHostCheckKept: a host's check is made once per CheckMaxAge,
+// however many sessions dial meanwhile, and a changed role (a failover)
+// is followed once it is older.
+func TestOriginHostCheckKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := listening(t), listening(t)
+	roles := &fakeRoles{answer: map[string]error{a: errStandby, b: nil}, calls: map[string]int{}}
+	const maxAge = 200 * time.Millisecond
+	o, err := NewOrigin(OriginConfig{Addr: a, Fallbacks: []OriginHost{{Addr: b}}, CheckHost: roles.check, CheckMaxAge: maxAge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func() string {
+		t.Helper()
+		conn, host, err := o.dial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.Close()
+		return host
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if host := dial(); host != b {
+				t.Errorf("dialled %s, want %s", host, b)
+			}
+		})
+	}
+	wg.Wait()
+	if time.Since(start) < maxAge && (roles.calls[a] != 1 || roles.calls[b] != 1) {
+		t.Fatalf("checks %v for 20 dials within %v, want one per host", roles.calls, maxAge)
+	}
+	// The failover: a is the primary now, b a standby.
+	roles.set(a, nil)
+	roles.set(b, errStandby)
+	time.Sleep(maxAge)
+	if host := dial(); host != a {
+		t.Fatalf("after the failover dialled %s, want %s", host, a)
+	}
+}
+
+// TestOriginHostCheckNotKeptOnDeadline: a check cut short by the dial's
+// own deadline says nothing about the host, and is made again.
+func TestOriginHostCheckNotKeptOnDeadline(t *testing.T) {
+	a := listening(t)
+	calls := 0
+	o, err := NewOrigin(OriginConfig{Addr: a, CheckHost: func(ctx context.Context, addr string) error {
+		calls++
+		if calls == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, _, err := o.dial(short); err == nil {
+		t.Fatal("dial succeeded past its deadline")
+	}
+	conn, host, err := o.dial(context.Background())
+	if err != nil || host != a {
+		t.Fatalf("second dial: %s, %v; want %s (the cut check not kept)", host, err, a)
+	}
+	_ = conn.Close()
+}

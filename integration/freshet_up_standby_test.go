@@ -1,0 +1,229 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/freshetdb/freshet/connectors/postgres"
+	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/front"
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestFreshetUpTargetSessionAttrs: an origin URL listing a standby, then
+// the primary, with target_session_attrs=read-write, as HA setups
+// (Patroni's clients) give it. freshet's own connections follow pgconn;
+// the relayed sessions, whose login cannot be retried on another host, go
+// to the primary because freshet checks each host's role first. After the
+// standby is promoted, new sessions go to it, the first host listed.
+func TestFreshetUpTargetSessionAttrs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	primary := testenv.PostgresURL(t)
+	standby := startStandby(ctx, t)
+	u, err := url.Parse(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primaryAddr := u.Host
+	u.Host = standby + "," + u.Host
+	q := u.Query()
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+
+	t.Run("the check, against the real servers", func(t *testing.T) {
+		for _, c := range []struct {
+			attrs                string
+			onPrimary, onStandby error // nil: fits
+		}{
+			{"read-write", nil, errAny},
+			{"primary", nil, errAny},
+			{"standby", errAny, nil},
+			{"prefer-standby", postgres.ErrHostNotPreferred, nil},
+		} {
+			q.Set("target_session_attrs", c.attrs)
+			u.RawQuery = q.Encode()
+			oc, err := front.OriginDialing(u.String())
+			if err != nil || oc.CheckHost == nil {
+				t.Fatalf("%s: OriginDialing: %+v, %v", c.attrs, oc, err)
+			}
+			for _, h := range []struct {
+				addr string
+				want error
+			}{{primaryAddr, c.onPrimary}, {standby, c.onStandby}} {
+				if got := oc.CheckHost(ctx, h.addr); !checkIs(got, h.want) {
+					t.Errorf("%s: check of %s = %v, want %v", c.attrs, h.addr, got, h.want)
+				}
+			}
+		}
+		q.Set("target_session_attrs", "read-write")
+		u.RawQuery = q.Encode()
+	})
+
+	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
+		cfg.Origin = u.String()
+	})
+	c := f.connect(ctx)
+	if port := serverPort(ctx, t, c); port != portOf(t, primaryAddr) {
+		t.Fatalf("the session runs on port %d, want the primary's %d", port, portOf(t, primaryAddr))
+	}
+	readsAreCached(ctx, t, f, c, 6)
+	if _, err := c.Exec(ctx, "INSERT INTO "+f.table("t")+" VALUES (100, 100)"); err != nil {
+		t.Fatalf("a write through freshet: %v", err)
+	}
+
+	// The failover: the standby is promoted (the old primary stays up,
+	// so both now take writes, and the first listed wins).
+	sc, err := pgx.Connect(ctx, withHost(primary, standby))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close(ctx)
+	if _, err := sc.Exec(ctx, "SELECT pg_promote(true, 30)"); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c2 := f.connect(ctx)
+		if serverPort(ctx, t, c2) == portOf(t, standby) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new sessions did not follow the promoted host within 10 s (CheckMaxAge is 1 s)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// errAny stands for any error in the table above.
+var errAny = errors.New("any error")
+
+func checkIs(got, want error) bool {
+	switch want {
+	case nil:
+		return got == nil
+	case errAny:
+		return got != nil && !errors.Is(got, postgres.ErrHostNotPreferred)
+	}
+	return errors.Is(got, want)
+}
+
+func serverPort(ctx context.Context, t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	var port int
+	if err := c.QueryRow(ctx, "SELECT current_setting('port')::int").Scan(&port); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// startStandby makes a streaming standby of the test cluster with
+// pg_basebackup, on a port of its own, and returns its address. It runs as
+// the cluster's user (postgres when the tests run as root) and is stopped
+// by pid at the end of the test.
+func startStandby(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	bin := testenv.PostgresBinDir(t)
+	cred, err := clusterUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "freshet-standby-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	backup := exec.CommandContext(ctx, filepath.Join(bin, "pg_basebackup"), "-d", testenv.PostgresURL(t),
+		"-D", data, "-R", "-X", "stream", "-c", "fast", "--no-sync")
+	backup.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := backup.CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	port := strconv.Itoa(portOf(t, addr))
+	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	srv := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-c", "port="+port,
+		"-c", "unix_socket_directories="+dir, "-c", "listen_addresses=127.0.0.1")
+	srv.Stdout, srv.Stderr = logf, logf
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(syscall.SIGINT) // fast shutdown
+		done := make(chan struct{})
+		go func() { _ = srv.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = srv.Process.Kill()
+			<-done
+		}
+	})
+	standbyURL := withHost(testenv.PostgresURL(t), addr)
+	for {
+		c, err := pgx.Connect(ctx, standbyURL)
+		if err == nil {
+			var inRecovery bool
+			err = c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+			c.Close(ctx)
+			if err == nil && inRecovery {
+				return addr
+			}
+		}
+		if ctx.Err() != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
+			t.Fatalf("the standby did not start: %v\n%s", err, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// clusterUser is who the test cluster's files belong to: postgres when
+// the tests run as root (as integration/env/postgres.sh runs it), else
+// the tests' own user (nil: no change).
+func clusterUser() (*syscall.Credential, error) {
+	if os.Getuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's user: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
