@@ -32,8 +32,10 @@ type OriginConfig struct {
 	Fallbacks []OriginHost
 	// CheckHost, when set, is asked before a host is dialled whether it
 	// may serve relayed sessions (libpq's target_session_attrs); hosts
-	// it refuses are skipped. Its answers are kept for CheckMaxAge
-	// (default 1 s), which bounds how long a failover goes unseen.
+	// it refuses are skipped. An answer older than CheckMaxAge (default
+	// 1 s) is used once more while the host is checked again, so that a
+	// failover goes unseen for about CheckMaxAge; one check may take
+	// twice DialTimeout.
 	CheckHost   HostCheck
 	CheckMaxAge time.Duration
 	// DialTimeout bounds one TCP dial. Default 5 s.
@@ -103,7 +105,7 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	}
 	o := &Origin{cfg: cfg, hosts: hosts, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
 	if cfg.CheckHost != nil {
-		o.checks = newHostChecks(cfg.CheckHost, cfg.CheckMaxAge, cfg.Logger)
+		o.checks = newHostChecks(cfg.CheckHost, cfg.CheckMaxAge, 2*cfg.DialTimeout, cfg.Logger)
 	}
 	return o, nil
 }
@@ -111,8 +113,20 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 // dial opens a connection to the first of the origin's hosts that may
 // serve (CheckHost; with prefer-standby, a host not preferred only after
 // every other) and can be reached (and does TLS as asked), and returns it
-// with that host's address.
+// with that host's address. When none could, and host checks were under
+// way, it tries once more with their answers.
 func (o *Origin) dial(ctx context.Context) (net.Conn, string, error) {
+	conn, addr, errs := o.dialHosts(ctx)
+	if conn == nil && ctx.Err() == nil && o.checks.awaitChecks(ctx) {
+		conn, addr, errs = o.dialHosts(ctx)
+	}
+	if conn == nil {
+		return nil, "", errors.Join(errs...)
+	}
+	return conn, addr, nil
+}
+
+func (o *Origin) dialHosts(ctx context.Context) (net.Conn, string, []error) {
 	var errs []error
 	for pass := range o.checks.passes() {
 		for _, h := range o.hosts {
@@ -128,11 +142,11 @@ func (o *Origin) dial(ctx context.Context) (net.Conn, string, error) {
 			}
 			errs = append(errs, err)
 			if ctx.Err() != nil {
-				return nil, "", errors.Join(errs...)
+				return nil, "", errs
 			}
 		}
 	}
-	return nil, "", errors.Join(errs...)
+	return nil, "", errs
 }
 
 // dialHost opens a connection to h, through TLS when configured.

@@ -24,26 +24,33 @@ type HostCheck func(ctx context.Context, addr string) error
 // ErrHostNotPreferred: the host may serve only when no preferred one can.
 var ErrHostNotPreferred = errors.New("not a preferred host (target_session_attrs=prefer-standby)")
 
-// hostChecks keeps each host's last check for a while, so that a session's
-// dial pays a check (a connection and a query) at most once per maxAge per
-// host; a host that changed role (a failover) is seen within maxAge.
+// hostChecks keeps each host's last check. A dial uses the answer it has
+// and, when it is older than maxAge, has it checked again in the
+// background: a session's dial waits for a check (a connection and a
+// query) only when a host has never been checked, so a host that hangs
+// does not stall the dials that skip it, and a host that changed role (a
+// failover) is seen within maxAge and one check.
 type hostChecks struct {
-	check  HostCheck
-	maxAge time.Duration
-	log    *slog.Logger
+	check   HostCheck
+	maxAge  time.Duration
+	timeout time.Duration // of one check
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	hosts map[string]*hostCheck
 }
 
 type hostCheck struct {
-	mu      sync.Mutex // held while checking, so one check serves the waiters
-	checked time.Time
+	mu      sync.Mutex
+	checked time.Time // zero until the first check ends
 	err     error
+	first   chan struct{} // closed when the first check ends
+	// checking is closed when the check under way ends; nil when none is.
+	checking chan struct{}
 }
 
-func newHostChecks(check HostCheck, maxAge time.Duration, log *slog.Logger) *hostChecks {
-	return &hostChecks{check: check, maxAge: maxAge, log: log, hosts: map[string]*hostCheck{}}
+func newHostChecks(check HostCheck, maxAge, timeout time.Duration, log *slog.Logger) *hostChecks {
+	return &hostChecks{check: check, maxAge: maxAge, timeout: timeout, log: log, hosts: map[string]*hostCheck{}}
 }
 
 // admits reports whether a dial may try addr in the given pass: in the
@@ -74,32 +81,84 @@ func (hc *hostChecks) passes() int {
 	return 2
 }
 
-// result is addr's check, made again when older than maxAge.
-func (hc *hostChecks) result(ctx context.Context, addr string) error {
+func (hc *hostChecks) host(addr string) *hostCheck {
 	hc.mu.Lock()
+	defer hc.mu.Unlock()
 	h := hc.hosts[addr]
 	if h == nil {
-		h = &hostCheck{}
+		h = &hostCheck{first: make(chan struct{})}
 		hc.hosts[addr] = h
 	}
-	hc.mu.Unlock()
+	return h
+}
 
+// result is addr's last check, waiting for the first one if need be.
+func (hc *hostChecks) result(ctx context.Context, addr string) error {
+	h := hc.host(addr)
+	h.mu.Lock()
+	if h.checking == nil && (h.checked.IsZero() || time.Since(h.checked) >= hc.maxAge) {
+		h.checking = make(chan struct{})
+		go hc.recheck(addr, h)
+	}
+	h.mu.Unlock()
+	select {
+	case <-h.first:
+	case <-ctx.Done():
+		return fmt.Errorf("origin %s not checked yet: %w", addr, ctx.Err())
+	}
+	h.mu.Lock()
+	err := h.err
+	h.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrHostNotPreferred) {
+		return fmt.Errorf("origin %s not chosen: %w", addr, err)
+	}
+	return err
+}
+
+// recheck checks addr on a context of its own, bounded by timeout: a
+// check outlives the dial that asked for it, for the dials after.
+func (hc *hostChecks) recheck(addr string, h *hostCheck) {
+	ctx, cancel := context.WithTimeout(context.Background(), hc.timeout)
+	defer cancel()
+	err := hc.check(ctx, addr)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.checked.IsZero() || time.Since(h.checked) >= hc.maxAge {
-		err := hc.check(ctx, addr)
-		if err != nil && ctx.Err() != nil {
-			// The dial's own deadline, not the host's answer: not kept.
-			return fmt.Errorf("origin %s not checked: %w", addr, err)
-		}
-		if !h.checked.IsZero() && (err == nil) != (h.err == nil) {
-			hc.log.Info("postgres: an origin host's fitness for relayed sessions changed (target_session_attrs)",
-				"host", addr, "fits", err == nil, "why", err)
-		}
-		h.checked, h.err = time.Now(), err
+	first := h.checked.IsZero()
+	if !first && (err == nil) != (h.err == nil) {
+		hc.log.Info("postgres: an origin host's fitness for relayed sessions changed (target_session_attrs)",
+			"host", addr, "fits", err == nil, "why", err)
 	}
-	if h.err != nil && !errors.Is(h.err, ErrHostNotPreferred) {
-		return fmt.Errorf("origin %s not chosen: %w", addr, h.err)
+	h.checked, h.err = time.Now(), err
+	close(h.checking)
+	h.checking = nil
+	if first {
+		close(h.first)
 	}
-	return h.err
+}
+
+// awaitChecks waits for the checks under way to end, and reports whether
+// there were any and they ended before ctx: a dial that found no host
+// while answers were being renewed (a failover) tries once more.
+func (hc *hostChecks) awaitChecks(ctx context.Context) bool {
+	if hc == nil {
+		return false
+	}
+	var under []chan struct{}
+	hc.mu.Lock()
+	for _, h := range hc.hosts {
+		h.mu.Lock()
+		if h.checking != nil {
+			under = append(under, h.checking)
+		}
+		h.mu.Unlock()
+	}
+	hc.mu.Unlock()
+	for _, c := range under {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return len(under) > 0
 }
