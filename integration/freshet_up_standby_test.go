@@ -27,8 +27,10 @@ import (
 // the primary, with target_session_attrs=read-write, as HA setups
 // (Patroni's clients) give it. freshet's own connections follow pgconn;
 // the relayed sessions, whose login cannot be retried on another host, go
-// to the primary because freshet checks each host's role first. After the
-// standby is promoted, new sessions go to it, the first host listed.
+// to the primary because freshet checks each host's role first, with a
+// backend per client and with transaction pooling. After the standby is
+// promoted, new sessions go to it, the first host listed; once it turns
+// read-only, back to the primary.
 func TestFreshetUpTargetSessionAttrs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -73,6 +75,22 @@ func TestFreshetUpTargetSessionAttrs(t *testing.T) {
 		u.RawQuery = q.Encode()
 	})
 
+	t.Run("transaction pooling", func(t *testing.T) {
+		f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
+			cfg.Origin = u.String()
+			cfg.Clients = front.Clients{AuthURL: primary, TransactionPooling: true}
+		})
+		c := f.connect(ctx)
+		for range 3 { // each transaction on a backend of the pool
+			if port := serverPort(ctx, t, c); port != portOf(t, primaryAddr) {
+				t.Fatalf("a transaction ran on port %d, want the primary's %d", port, portOf(t, primaryAddr))
+			}
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO "+f.table("t")+" VALUES (100, 100)"); err != nil {
+			t.Fatalf("a write through freshet: %v", err)
+		}
+	})
+
 	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
 		cfg.Origin = u.String()
 	})
@@ -95,14 +113,33 @@ func TestFreshetUpTargetSessionAttrs(t *testing.T) {
 	if _, err := sc.Exec(ctx, "SELECT pg_promote(true, 30)"); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
+	newSessionsRunOn(ctx, t, f, standby)
+	// And back: the promoted host turns read-only, so it no longer fits.
+	for _, q := range []string{"ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()"} {
+		if _, err := sc.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newSessionsRunOn(ctx, t, f, primaryAddr)
+}
+
+// newSessionsRunOn waits until a new session through freshet runs on
+// addr; host checks are renewed each second.
+func newSessionsRunOn(ctx context.Context, t *testing.T, f *upFixture, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c2 := f.connect(ctx)
-		if serverPort(ctx, t, c2) == portOf(t, standby) {
-			break
+		c, err := pgx.Connect(ctx, f.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := serverPort(ctx, t, c)
+		c.Close(ctx)
+		if port == portOf(t, addr) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("new sessions did not follow the promoted host within 10 s (CheckMaxAge is 1 s)")
+			t.Fatalf("new sessions still run on port %d, not %s, after 10 s (host checks are renewed each second)", port, addr)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -149,6 +149,12 @@ func (o *Origin) dialHosts(ctx context.Context) (net.Conn, string, []error) {
 	return nil, "", errs
 }
 
+// Fits reports whether a backend on host (BackendKey.Host) may still
+// serve: false once host's check refuses it (after a failover, a demoted
+// primary under target_session_attrs=read-write), so that a pool drops
+// its backends there instead of lending them.
+func (o *Origin) Fits(host string) bool { return o.checks.fits(host) }
+
 // dialHost opens a connection to h, through TLS when configured.
 func (o *Origin) dialHost(ctx context.Context, h OriginHost) (net.Conn, error) {
 	conn, err := o.dialer.DialContext(ctx, "tcp", h.Addr)

@@ -92,15 +92,34 @@ func (hc *hostChecks) host(addr string) *hostCheck {
 	return h
 }
 
-// result is addr's last check, waiting for the first one if need be.
-func (hc *hostChecks) result(ctx context.Context, addr string) error {
-	h := hc.host(addr)
+// renew starts a check of h when it has no answer younger than maxAge
+// and none is under way.
+func (hc *hostChecks) renew(addr string, h *hostCheck) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.checking == nil && (h.checked.IsZero() || time.Since(h.checked) >= hc.maxAge) {
 		h.checking = make(chan struct{})
 		go hc.recheck(addr, h)
 	}
-	h.mu.Unlock()
+}
+
+// fits reports whether addr's last answer lets it serve (a host not
+// preferred does; one never checked does), renewing an old answer.
+func (hc *hostChecks) fits(addr string) bool {
+	if hc == nil {
+		return true
+	}
+	h := hc.host(addr)
+	hc.renew(addr, h)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.checked.IsZero() || h.err == nil || errors.Is(h.err, ErrHostNotPreferred)
+}
+
+// result is addr's last check, waiting for the first one if need be.
+func (hc *hostChecks) result(ctx context.Context, addr string) error {
+	h := hc.host(addr)
+	hc.renew(addr, h)
 	select {
 	case <-h.first:
 	case <-ctx.Done():

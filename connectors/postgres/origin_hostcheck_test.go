@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/freshetdb/freshet/serve/pgwire"
 )
 
 // fakeRoles answers host checks from a table the test changes, and counts
@@ -174,4 +176,68 @@ func TestOriginHostCheckHangs(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(release)
+}
+
+// TestOriginPoolLendsOnlyFittingHosts: after a failover, the idle backends
+// on a host that no longer fits are closed, not lent.
+func TestOriginPoolLendsOnlyFittingHosts(t *testing.T) {
+	fits := map[string]bool{"old:5432": false, "new:5432": true}
+	p, err := NewOriginPool(PoolConfig{HostFits: func(host string) bool { return fits[host] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	backend := func(host string) (*pgwire.OriginConn, net.Conn) {
+		mine, theirs := net.Pipe()
+		t.Cleanup(func() { _ = theirs.Close() })
+		return &pgwire.OriginConn{Conn: mine, Key: pgwire.BackendKey{Host: host}}, theirs
+	}
+	onNew, _ := backend("new:5432")
+	onOld, oldPeer := backend("old:5432")
+	ctx := context.Background()
+	p.Release(ctx, "k", onNew, false)
+	p.Release(ctx, "k", onOld, false) // the most recent: offered first
+	if got := p.Acquire(ctx, "k"); got != onNew {
+		t.Fatalf("Acquire = %+v, want the backend on the host that fits", got)
+	}
+	if _, err := oldPeer.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the backend on the host that no longer fits was not closed")
+	}
+	if got := p.Acquire(ctx, "k"); got != nil {
+		t.Fatalf("Acquire = %+v, want none left", got)
+	}
+}
+
+// TestOriginFits: a host fits until a check refuses it, and a host not
+// preferred still fits (it may keep serving when no standby can).
+func TestOriginFits(t *testing.T) {
+	a, b := listening(t), listening(t)
+	roles := &fakeRoles{answer: map[string]error{a: errStandby, b: ErrHostNotPreferred}, calls: map[string]int{}}
+	gate := make(chan struct{})
+	o, err := NewOrigin(OriginConfig{Addr: a, Fallbacks: []OriginHost{{Addr: b}}, CheckHost: func(ctx context.Context, addr string) error {
+		<-gate
+		return roles.check(ctx, addr)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Fits(a) { // its first check is under way
+		t.Fatal("a host never checked does not fit")
+	}
+	close(gate)
+	conn, _, err := o.dial(context.Background()) // the checks' answers are in
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close()
+	if o.Fits(a) || !o.Fits(b) {
+		t.Fatalf("fits: %s %v (refused), %s %v (not preferred)", a, o.Fits(a), b, o.Fits(b))
+	}
+	plain, err := NewOrigin(OriginConfig{Addr: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plain.Fits(a) {
+		t.Fatal("without target_session_attrs every host fits")
+	}
 }

@@ -24,6 +24,10 @@ type PoolConfig struct {
 	// ResetTimeout bounds the reset; a backend that overruns is closed.
 	// Default 5 s.
 	ResetTimeout time.Duration
+	// HostFits, when set, is asked before an idle backend is lent
+	// whether its host (BackendKey.Host) may still serve
+	// (Origin.Fits); a backend whose host may not is closed.
+	HostFits func(host string) bool
 }
 
 // OriginPool keeps reset origin backends for reuse by later sessions of
@@ -74,7 +78,7 @@ func (p *OriginPool) Acquire(_ context.Context, key string) *pgwire.OriginConn {
 	for len(list) > 0 {
 		ic := list[len(list)-1]
 		list = list[:len(list)-1]
-		if time.Since(ic.since) < p.cfg.IdleTimeout {
+		if time.Since(ic.since) < p.cfg.IdleTimeout && (p.cfg.HostFits == nil || p.cfg.HostFits(ic.oc.Key.Host)) {
 			p.idle[key] = list
 			return ic.oc
 		}

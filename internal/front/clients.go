@@ -67,8 +67,9 @@ func (c Clients) Validate() error {
 	return nil
 }
 
-// apply validates c and sets its fields of cfg.
-func (c Clients) apply(cfg *pgwire.Config) (clientSide, error) {
+// apply validates c and sets its fields of cfg; the pool of reused
+// backends lends only those whose host still fits (hostFits).
+func (c Clients) apply(cfg *pgwire.Config, hostFits func(host string) bool) (clientSide, error) {
 	var side clientSide
 	if err := c.Validate(); err != nil {
 		return side, err
@@ -90,7 +91,7 @@ func (c Clients) apply(cfg *pgwire.Config) (clientSide, error) {
 	if side.auth, err = postgres.NewAuthQuery(postgres.AuthQueryConfig{URL: c.AuthURL}); err != nil {
 		return side, err
 	}
-	if side.pool, err = postgres.NewOriginPool(postgres.PoolConfig{}); err != nil {
+	if side.pool, err = postgres.NewOriginPool(postgres.PoolConfig{HostFits: hostFits}); err != nil {
 		side.close()
 		return clientSide{}, err
 	}

@@ -244,8 +244,13 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 			built.Close()
 		}
 	}()
+	dialing.Logger = log
+	origin, err := postgres.NewOrigin(dialing)
+	if err != nil {
+		return nil, err
+	}
 	wire := pgwire.Config{Logger: log, Registerer: cfg.Registerer}
-	if f.clients, err = cfg.Clients.apply(&wire); err != nil {
+	if f.clients, err = cfg.Clients.apply(&wire, origin.Fits); err != nil {
 		return nil, err
 	}
 	if f.Pool, err = pgxpool.New(ctx, cfg.Origin); err != nil {
@@ -262,11 +267,6 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 		return nil, err
 	}
 	if err := f.M.LoadCatalog(ctx); err != nil {
-		return nil, err
-	}
-	dialing.Logger = log
-	origin, err := postgres.NewOrigin(dialing)
-	if err != nil {
 		return nil, err
 	}
 	wire.Connector, wire.Cache = origin, f.M
