@@ -153,7 +153,14 @@ func (o *Origin) dialHosts(ctx context.Context) (net.Conn, string, []error) {
 // serve: false once host's check refuses it (after a failover, a demoted
 // primary under target_session_attrs=read-write), so that a pool drops
 // its backends there instead of lending them.
-func (o *Origin) Fits(host string) bool { return o.checks.fits(host) }
+func (o *Origin) Fits(host string) bool {
+	for _, h := range o.hosts {
+		if h.Addr == host {
+			return o.checks.fits(host)
+		}
+	}
+	return true // not one of ours: nothing to check it against
+}
 
 // dialHost opens a connection to h, through TLS when configured.
 func (o *Origin) dialHost(ctx context.Context, h OriginHost) (net.Conn, error) {

@@ -233,6 +233,15 @@ func TestOriginFits(t *testing.T) {
 	if o.Fits(a) || !o.Fits(b) {
 		t.Fatalf("fits: %s %v (refused), %s %v (not preferred)", a, o.Fits(a), b, o.Fits(b))
 	}
+	if !o.Fits("elsewhere:5432") {
+		t.Fatal("a host not among the origin's was refused")
+	}
+	roles.mu.Lock()
+	checked := roles.calls["elsewhere:5432"]
+	roles.mu.Unlock()
+	if checked != 0 {
+		t.Fatal("a host not among the origin's was checked")
+	}
 	plain, err := NewOrigin(OriginConfig{Addr: a})
 	if err != nil {
 		t.Fatal(err)
