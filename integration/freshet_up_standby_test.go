@@ -21,6 +21,7 @@ import (
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/materialize"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestFreshetUpTargetSessionAttrs: an origin URL listing a standby, then
@@ -91,8 +92,9 @@ func TestFreshetUpTargetSessionAttrs(t *testing.T) {
 		}
 	})
 
+	reg := prometheus.NewRegistry()
 	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
-		cfg.Origin = u.String()
+		cfg.Origin, cfg.Registerer = u.String(), reg
 	})
 	c := f.connect(ctx)
 	if port := serverPort(ctx, t, c); port != portOf(t, primaryAddr) {
@@ -121,6 +123,55 @@ func TestFreshetUpTargetSessionAttrs(t *testing.T) {
 		}
 	}
 	newSessionsRunOn(ctx, t, f, primaryAddr)
+	for _, m := range []struct {
+		name   string
+		labels map[string]string
+		ok     func(float64) bool
+	}{
+		{"freshet_origin_host_fits", map[string]string{"host": standby}, func(v float64) bool { return v == 0 }},
+		{"freshet_origin_host_fits", map[string]string{"host": primaryAddr}, func(v float64) bool { return v == 1 }},
+		{"freshet_origin_host_checks_total", map[string]string{"host": standby, "outcome": "fits"}, func(v float64) bool { return v >= 1 }},
+		{"freshet_origin_host_checks_total", map[string]string{"host": standby, "outcome": "refused"}, func(v float64) bool { return v >= 2 }},
+	} {
+		if v := metricValue(t, reg, m.name, m.labels); !m.ok(v) {
+			t.Errorf("%s%v = %v", m.name, m.labels, v)
+		}
+	}
+}
+
+// metricValue is the value of the counter or gauge name with labels in
+// reg (0 when there is none).
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			n := 0
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok {
+					if v != lp.GetValue() {
+						continue metrics
+					}
+					n++
+				}
+			}
+			if n != len(labels) {
+				continue
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 // newSessionsRunOn waits until a new session through freshet runs on

@@ -38,6 +38,10 @@ type OriginConfig struct {
 	// twice DialTimeout.
 	CheckHost   HostCheck
 	CheckMaxAge time.Duration
+	// OnHostCheck, when set, is told each host check's outcome: "fits",
+	// "not_preferred" or "refused" (the host's role, or why it could not
+	// be asked). For metrics; it must not block.
+	OnHostCheck func(host, outcome string)
 	// DialTimeout bounds one TCP dial. Default 5 s.
 	DialTimeout time.Duration
 	// BufferSize is the read buffer of an origin connection. Default 16 KiB.
@@ -106,6 +110,7 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	o := &Origin{cfg: cfg, hosts: hosts, dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}}
 	if cfg.CheckHost != nil {
 		o.checks = newHostChecks(cfg.CheckHost, cfg.CheckMaxAge, 2*cfg.DialTimeout, cfg.Logger)
+		o.checks.observe = cfg.OnHostCheck
 	}
 	return o, nil
 }

@@ -35,6 +35,7 @@ type hostChecks struct {
 	maxAge  time.Duration
 	timeout time.Duration // of one check
 	log     *slog.Logger
+	observe func(host, outcome string) // may be nil
 
 	mu    sync.Mutex
 	hosts map[string]*hostCheck
@@ -148,11 +149,25 @@ func (hc *hostChecks) recheck(addr string, h *hostCheck) {
 			"host", addr, "fits", err == nil, "why", err)
 	}
 	h.checked, h.err = time.Now(), err
+	if hc.observe != nil {
+		hc.observe(addr, checkOutcome(err))
+	}
 	close(h.checking)
 	h.checking = nil
 	if first {
 		close(h.first)
 	}
+}
+
+// checkOutcome names a check's answer for OriginConfig.OnHostCheck.
+func checkOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "fits"
+	case errors.Is(err, ErrHostNotPreferred):
+		return "not_preferred"
+	}
+	return "refused"
 }
 
 // awaitChecks waits for the checks under way to end, and reports whether

@@ -214,9 +214,15 @@ func TestOriginFits(t *testing.T) {
 	a, b := listening(t), listening(t)
 	roles := &fakeRoles{answer: map[string]error{a: errStandby, b: ErrHostNotPreferred}, calls: map[string]int{}}
 	gate := make(chan struct{})
+	var outcomesMu sync.Mutex
+	outcomes := map[string]string{}
 	o, err := NewOrigin(OriginConfig{Addr: a, Fallbacks: []OriginHost{{Addr: b}}, CheckHost: func(ctx context.Context, addr string) error {
 		<-gate
 		return roles.check(ctx, addr)
+	}, OnHostCheck: func(host, outcome string) {
+		outcomesMu.Lock()
+		defer outcomesMu.Unlock()
+		outcomes[host] = outcome
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -233,6 +239,11 @@ func TestOriginFits(t *testing.T) {
 	if o.Fits(a) || !o.Fits(b) {
 		t.Fatalf("fits: %s %v (refused), %s %v (not preferred)", a, o.Fits(a), b, o.Fits(b))
 	}
+	outcomesMu.Lock()
+	if outcomes[a] != "refused" || outcomes[b] != "not_preferred" {
+		t.Errorf("outcomes %v, want %s refused and %s not_preferred", outcomes, a, b)
+	}
+	outcomesMu.Unlock()
 	if !o.Fits("elsewhere:5432") {
 		t.Fatal("a host not among the origin's was refused")
 	}

@@ -175,6 +175,34 @@ func OriginDialing(origin string) (postgres.OriginConfig, error) {
 	return oc, nil
 }
 
+// hostCheckMetrics counts the origin hosts' checks by outcome and shows
+// whether each host may serve relayed sessions now.
+func hostCheckMetrics(reg prometheus.Registerer) func(host, outcome string) {
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "freshet_origin_host_checks_total",
+		Help: "Checks of the origin's hosts for the URL's target_session_attrs, by host and outcome: fits, not_preferred (prefer-standby's primary), refused (its role, or unreachable).",
+	}, []string{"host", "outcome"})
+	fits := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "freshet_origin_host_fits",
+		Help: "1 while the last check lets the host serve relayed sessions (fits or not_preferred), else 0.",
+	}, []string{"host"})
+	if err := reg.Register(checks); err != nil {
+		return nil // another front end on this registry counts them
+	}
+	if err := reg.Register(fits); err != nil {
+		reg.Unregister(checks)
+		return nil
+	}
+	return func(host, outcome string) {
+		checks.WithLabelValues(host, outcome).Inc()
+		v := 0.0
+		if outcome != "refused" {
+			v = 1
+		}
+		fits.WithLabelValues(host).Set(v)
+	}
+}
+
 // hostCheck is libpq's target_session_attrs check of one of the origin's
 // hosts, made as pgconn makes it (its validation for the attrs), on a
 // connection of freshet's own with the origin URL's credentials and that
@@ -245,6 +273,9 @@ func Open(ctx context.Context, cfg Config) (f *Front, err error) {
 		}
 	}()
 	dialing.Logger = log
+	if dialing.CheckHost != nil && cfg.Registerer != nil {
+		dialing.OnHostCheck = hostCheckMetrics(cfg.Registerer)
+	}
 	origin, err := postgres.NewOrigin(dialing)
 	if err != nil {
 		return nil, err
