@@ -128,23 +128,7 @@ func TestFreshetUpSettings(t *testing.T) {
 // counterValue is the value of the counter name{label="value"} in reg.
 func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return metricValue(t, reg, name, map[string]string{label: value})
 }
 
 // TestFreshetUpSearchPath: a session that sets its search path (as

@@ -121,8 +121,9 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 // with that host's address. When none could, and host checks were under
 // way, it tries once more with their answers.
 func (o *Origin) dial(ctx context.Context) (net.Conn, string, error) {
+	since := o.checks.answered()
 	conn, addr, errs := o.dialHosts(ctx)
-	if conn == nil && ctx.Err() == nil && o.checks.awaitChecks(ctx) {
+	if conn == nil && ctx.Err() == nil && o.checks.awaitChecks(ctx, since) {
 		conn, addr, errs = o.dialHosts(ctx)
 	}
 	if conn == nil {

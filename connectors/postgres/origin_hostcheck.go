@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,9 @@ type hostChecks struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostCheck
+	// answers counts the checks ended, so that a dial can tell that
+	// answers changed while it went over the hosts.
+	answers atomic.Uint64
 }
 
 type hostCheck struct {
@@ -149,6 +153,7 @@ func (hc *hostChecks) recheck(addr string, h *hostCheck) {
 			"host", addr, "fits", err == nil, "why", err)
 	}
 	h.checked, h.err = time.Now(), err
+	hc.answers.Add(1)
 	if hc.observe != nil {
 		hc.observe(addr, checkOutcome(err))
 	}
@@ -170,10 +175,19 @@ func checkOutcome(err error) string {
 	return "refused"
 }
 
-// awaitChecks waits for the checks under way to end, and reports whether
-// there were any and they ended before ctx: a dial that found no host
-// while answers were being renewed (a failover) tries once more.
-func (hc *hostChecks) awaitChecks(ctx context.Context) bool {
+// answered is the number of checks ended so far (0 without checks).
+func (hc *hostChecks) answered() uint64 {
+	if hc == nil {
+		return 0
+	}
+	return hc.answers.Load()
+}
+
+// awaitChecks reports whether a dial that found no host should try once
+// more: some check ended since answered was since (answers were renewed
+// while it went over the hosts, the window of a failover), or some is
+// under way and ends before ctx.
+func (hc *hostChecks) awaitChecks(ctx context.Context, since uint64) bool {
 	if hc == nil {
 		return false
 	}
@@ -194,5 +208,5 @@ func (hc *hostChecks) awaitChecks(ctx context.Context) bool {
 			return false
 		}
 	}
-	return len(under) > 0
+	return len(under) > 0 || hc.answers.Load() != since
 }
