@@ -51,20 +51,10 @@ func (t *entryTable) find(h uint64) int {
 		switch c := t.ctrl[i]; {
 		case c == ctrlEmpty:
 			return -1
-		case c == tag && registeredUnder(t.slots[i], t.target, h):
+		case c == tag && t.holds(i, h):
 			return i
 		}
 	}
-}
-
-// registeredUnder reports whether e has the ref (target, h).
-func registeredUnder(e *cache.Entry, target uint32, h uint64) bool {
-	for i := range e.NumRefs() {
-		if r := e.Ref(i); r.Target == target && r.Hash == h {
-			return true
-		}
-	}
-	return false
 }
 
 // fits reports whether e may be put in the table: it has exactly one ref
@@ -86,12 +76,11 @@ func (t *entryTable) hashOf(e *cache.Entry) (h uint64, ok bool) {
 	return h, n == 1
 }
 
-// get returns h's entry, or nil.
-func (t *entryTable) get(h uint64) *cache.Entry {
-	if i := t.find(h); i >= 0 {
-		return t.slots[i]
-	}
-	return nil
+// holds reports whether slot i's entry is registered under h: its one
+// ref on the target has that hash.
+func (t *entryTable) holds(i int, h uint64) bool {
+	hh, _ := t.hashOf(t.slots[i])
+	return hh == h
 }
 
 // put registers e under h, which must hold no entry yet; e must fit and

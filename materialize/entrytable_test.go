@@ -10,6 +10,14 @@ import (
 
 const tableTarget = 7
 
+// get returns h's entry, or nil.
+func (t *entryTable) get(h uint64) *cache.Entry {
+	if i := t.find(h); i >= 0 {
+		return t.slots[i]
+	}
+	return nil
+}
+
 // tableHash makes hashes that often share a home slot (low bits) and a
 // control tag (top bits), so that probes must pass other entries.
 func tableHash(x, y byte) uint64 { return uint64(x%40) | uint64(y%3)<<57 }

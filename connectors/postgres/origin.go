@@ -160,6 +160,9 @@ func (o *Origin) dialHosts(ctx context.Context) (net.Conn, string, []error) {
 // primary under target_session_attrs=read-write), so that a pool drops
 // its backends there instead of lending them.
 func (o *Origin) Fits(host string) bool {
+	if o.checks == nil {
+		return true // no target_session_attrs: every host serves
+	}
 	for _, h := range o.hosts {
 		if h.Addr == host {
 			return o.checks.fits(host)

@@ -25,6 +25,10 @@ type HostCheck func(ctx context.Context, addr string) error
 // ErrHostNotPreferred: the host may serve only when no preferred one can.
 var ErrHostNotPreferred = errors.New("not a preferred host (target_session_attrs=prefer-standby)")
 
+// serves reports whether a check's answer lets the host serve at all:
+// it fits, or is not preferred.
+func serves(err error) bool { return err == nil || errors.Is(err, ErrHostNotPreferred) }
+
 // hostChecks keeps each host's last check. A dial uses the answer it has
 // and, when it is older than maxAge, has it checked again in the
 // background: a session's dial waits for a check (a connection and a
@@ -118,7 +122,7 @@ func (hc *hostChecks) fits(addr string) bool {
 	hc.renew(addr, h)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.checked.IsZero() || h.err == nil || errors.Is(h.err, ErrHostNotPreferred)
+	return h.checked.IsZero() || serves(h.err)
 }
 
 // result is addr's last check, waiting for the first one if need be.
@@ -133,7 +137,7 @@ func (hc *hostChecks) result(ctx context.Context, addr string) error {
 	h.mu.Lock()
 	err := h.err
 	h.mu.Unlock()
-	if err != nil && !errors.Is(err, ErrHostNotPreferred) {
+	if !serves(err) {
 		return fmt.Errorf("origin %s not chosen: %w", addr, err)
 	}
 	return err

@@ -658,10 +658,9 @@ func (s *session) abandonCapture() {
 // it keeps its backend. Functions that create one are caught by the DDL
 // trigger instead (connectors/postgres/ddl.go).
 func createsTemporary(st materialize.Statement) bool {
-	kw := st.Keyword
 	switch {
-	case st.Multi, strings.EqualFold(kw, "CREATE"), strings.EqualFold(kw, "DO"):
-	case (strings.EqualFold(kw, "SELECT") || strings.EqualFold(kw, "WITH")) && hasWord(st.SQL, "into"):
+	case st.Multi, isKeyword(st, "CREATE", "DO"):
+	case isKeyword(st, "SELECT", "WITH") && hasWord(st.SQL, "into"):
 	default:
 		return false
 	}
