@@ -140,7 +140,7 @@ func TestFreshetUpTargetSessionAttrs(t *testing.T) {
 }
 
 // metricValue is the value of the counter or gauge name with labels in
-// reg (0 when there is none).
+// reg, or a histogram's number of samples (0 when there is none).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -167,6 +167,9 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 			}
 			if g := m.GetGauge(); g != nil {
 				return g.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
 			}
 			return m.GetCounter().GetValue()
 		}

@@ -22,6 +22,8 @@ func clientFlags(fs *flag.FlagSet, c *front.Clients) (check func() error) {
 	fs.DurationVar(&c.StatementTimeout, "statement-timeout", envDuration("FRESHET_STATEMENT_TIMEOUT", 0), "cancel, on the origin, a request unanswered this long; 0: never [FRESHET_STATEMENT_TIMEOUT]")
 	fs.StringVar(&c.AuthURL, "auth-url", os.Getenv("FRESHET_AUTH_URL"), "login of an auth user that may read pg_authid (like PgBouncer's auth_user): freshet checks clients' SCRAM-SHA-256 passwords against the origin's verifiers and reuses origin connections; empty: each client's login is relayed to the origin [FRESHET_AUTH_URL]")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("FRESHET_SHUTDOWN_TIMEOUT", 10*time.Second), "on SIGINT or SIGTERM, stop accepting clients, end each session at its next transaction boundary (57P01), and close those still in a transaction after this long; 0: close all at once [FRESHET_SHUTDOWN_TIMEOUT]")
+	fs.IntVar(&c.PoolSize, "pool-size", int(envInt("FRESHET_POOL_SIZE", 0)), "most origin connections, lent to clients or idle, freshet opens for clients with --auth-url (PgBouncer's max_db_connections); a client that needs one more waits for one to come free; 0: no limit [FRESHET_POOL_SIZE]")
+	fs.DurationVar(&c.PoolWaitTimeout, "pool-wait-timeout", envDuration("FRESHET_POOL_WAIT_TIMEOUT", 2*time.Minute), "how long a client waits for a pooled origin connection before it is refused with 53300 [FRESHET_POOL_WAIT_TIMEOUT]")
 	mode := fs.String("pool-mode", envOr("FRESHET_POOL_MODE", "session"), "session: a client keeps one origin connection; transaction: a client holds one only during a transaction (needs --auth-url) [FRESHET_POOL_MODE]")
 	return func() error {
 		switch *mode {

@@ -92,11 +92,13 @@ func TestClientFlags(t *testing.T) {
 	t.Setenv("FRESHET_STATEMENT_TIMEOUT", "3s")
 	t.Setenv("FRESHET_MAX_CLIENT_CONNS", "7")
 	t.Setenv("FRESHET_POOL_MODE", "transaction")
+	t.Setenv("FRESHET_POOL_SIZE", "20")
 	want := front.Clients{TLSCert: "c.pem", TLSKey: "k.pem", RequireTLS: true, MaxConns: 50, MaxMessageBytes: 1 << 20,
 		IdleTimeout: time.Minute, StatementTimeout: 3 * time.Second, AuthURL: "postgres://auth@h/db", TransactionPooling: true,
-		ShutdownTimeout: 10 * time.Second}
+		PoolSize: 20, PoolWaitTimeout: 30 * time.Second, ShutdownTimeout: 10 * time.Second}
 	flags := []string{"--origin", "postgres://h/db", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--require-tls",
-		"--max-client-conns", "50", "--max-message-bytes", "1048576", "--idle-timeout", "1m", "--auth-url", "postgres://auth@h/db"}
+		"--max-client-conns", "50", "--max-message-bytes", "1048576", "--idle-timeout", "1m", "--auth-url", "postgres://auth@h/db",
+		"--pool-wait-timeout", "30s"}
 	var stderr bytes.Buffer
 	up, _, err := upFlags(flags, &stderr)
 	if err != nil {
@@ -114,6 +116,9 @@ func TestClientFlags(t *testing.T) {
 	up, _, err = upFlags(append(flags, "--shutdown-timeout", "1m30s"), &stderr)
 	if err != nil || up.Clients.ShutdownTimeout != 90*time.Second {
 		t.Errorf("--shutdown-timeout 1m30s: %v, err %v", up.Clients.ShutdownTimeout, err)
+	}
+	if _, _, err := upFlags([]string{"--origin", "postgres://h/db", "--pool-size", "5", "--pool-mode", "session"}, &stderr); err == nil {
+		t.Error("--pool-size without --auth-url was accepted")
 	}
 }
 

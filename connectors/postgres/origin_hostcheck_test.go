@@ -197,14 +197,16 @@ func TestOriginPoolLendsOnlyFittingHosts(t *testing.T) {
 	ctx := context.Background()
 	p.Release(ctx, "k", onNew, false)
 	p.Release(ctx, "k", onOld, false) // the most recent: offered first
-	if got := p.Acquire(ctx, "k"); got != onNew {
-		t.Fatalf("Acquire = %+v, want the backend on the host that fits", got)
+	dialled, _ := backend("new:5432")
+	dial := func(context.Context) (*pgwire.OriginConn, error) { return dialled, nil }
+	if got, err := p.Acquire(ctx, "k", dial); got != onNew || err != nil {
+		t.Fatalf("Acquire = %+v, %v, want the backend on the host that fits", got, err)
 	}
 	if _, err := oldPeer.Read(make([]byte, 1)); err == nil {
 		t.Fatal("the backend on the host that no longer fits was not closed")
 	}
-	if got := p.Acquire(ctx, "k"); got != nil {
-		t.Fatalf("Acquire = %+v, want none left", got)
+	if got, err := p.Acquire(ctx, "k", dial); got != dialled || err != nil {
+		t.Fatalf("Acquire = %+v, %v, want none left, so a new one", got, err)
 	}
 }
 

@@ -28,6 +28,18 @@ type PoolConfig struct {
 	// whether its host (BackendKey.Host) may still serve
 	// (Origin.Fits); a backend whose host may not is closed.
 	HostFits func(host string) bool
+	// MaxOpen bounds the backends the pool has open, lent or idle,
+	// under all keys together (PgBouncer's max_db_connections); 0: no
+	// bound. A session that needs one more waits, first come first
+	// served; an idle backend kept under another key is closed to make
+	// room.
+	MaxOpen int
+	// WaitTimeout bounds that wait (PgBouncer's query_wait_timeout);
+	// Acquire then fails with pgwire.ErrPoolTimeout. Default 2 min.
+	WaitTimeout time.Duration
+	// OnWait, when set, is told how long each wait for a backend took
+	// and whether it got one.
+	OnWait func(waited time.Duration, got bool)
 }
 
 // OriginPool keeps reset origin backends for reuse by later sessions of
@@ -39,6 +51,8 @@ type OriginPool struct {
 
 	mu     sync.Mutex
 	idle   map[string][]idleConn
+	open   int           // backends open: lent, idle or being dialled
+	queue  []*poolWaiter // sessions waiting for room, oldest first
 	closed bool
 }
 
@@ -51,7 +65,7 @@ var _ pgwire.Pool = (*OriginPool)(nil)
 
 // NewOriginPool validates cfg and returns an empty pool.
 func NewOriginPool(cfg PoolConfig) (*OriginPool, error) {
-	if cfg.MaxIdlePerKey < 0 || cfg.IdleTimeout < 0 || cfg.ResetTimeout < 0 {
+	if cfg.MaxIdlePerKey < 0 || cfg.IdleTimeout < 0 || cfg.ResetTimeout < 0 || cfg.MaxOpen < 0 || cfg.WaitTimeout < 0 {
 		return nil, errors.New("postgres: negative value in PoolConfig")
 	}
 	if cfg.MaxIdlePerKey == 0 {
@@ -66,14 +80,44 @@ func NewOriginPool(cfg PoolConfig) (*OriginPool, error) {
 	if cfg.ResetTimeout == 0 {
 		cfg.ResetTimeout = 5 * time.Second
 	}
+	if cfg.WaitTimeout == 0 {
+		cfg.WaitTimeout = 2 * time.Minute
+	}
 	q := appendMessage(nil, 'Q', append([]byte(cfg.ResetQuery), 0))
 	return &OriginPool{cfg: cfg, query: q, idle: make(map[string][]idleConn)}, nil
 }
 
-// Acquire takes the most recently released live backend for key.
-func (p *OriginPool) Acquire(_ context.Context, key string) *pgwire.OriginConn {
+// Acquire lends the most recently released live backend for key, or
+// opens one with dial when the pool has room, waiting for room when it
+// has none (MaxOpen).
+func (p *OriginPool) Acquire(ctx context.Context, key string, dial func(context.Context) (*pgwire.OriginConn, error)) (*pgwire.OriginConn, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	if oc := p.takeIdle(key); oc != nil {
+		p.mu.Unlock()
+		return oc, nil
+	}
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errPoolClosed
+	}
+	if len(p.queue) == 0 && p.makeRoom() {
+		p.open++
+		p.mu.Unlock()
+		return p.dial(ctx, dial)
+	}
+	w := p.enqueue(key)
+	p.mu.Unlock()
+	oc, err := p.wait(ctx, w)
+	if oc != nil || err != nil {
+		return oc, err
+	}
+	return p.dial(ctx, dial)
+}
+
+// takeIdle pops key's most recently released backend that is still
+// fresh and on a host that fits, closing those that are not. Called with
+// mu held.
+func (p *OriginPool) takeIdle(key string) *pgwire.OriginConn {
 	list := p.idle[key]
 	for len(list) > 0 {
 		ic := list[len(list)-1]
@@ -82,14 +126,16 @@ func (p *OriginPool) Acquire(_ context.Context, key string) *pgwire.OriginConn {
 			p.idle[key] = list
 			return ic.oc
 		}
-		_ = ic.oc.Conn.Close()
+		p.closeLocked(ic.oc)
 	}
 	delete(p.idle, key)
 	return nil
 }
 
 // Release keeps oc, after a reset when asked, or closes it when the
-// reset fails or the pool is full.
+// reset fails or the pool is full. A session waiting for a backend of
+// the same key gets oc at once; one waiting under another key gets its
+// room.
 func (p *OriginPool) Release(ctx context.Context, key string, oc *pgwire.OriginConn, reset bool) {
 	if reset {
 		if err := p.reset(ctx, oc); err != nil {
@@ -100,11 +146,25 @@ func (p *OriginPool) Release(ctx context.Context, key string, oc *pgwire.OriginC
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.idle[key]) >= p.cfg.MaxIdlePerKey {
-		_ = oc.Conn.Close()
-		return
+	p.adopt(oc)
+	p.keep(key, oc)
+}
+
+// keep hands a released backend to the first waiting session when it
+// waits under the same key, makes room with it for one that waits under
+// another, or keeps it idle when the pool is not full. Called with mu
+// held.
+func (p *OriginPool) keep(key string, oc *pgwire.OriginConn) {
+	switch {
+	case p.closed:
+		p.closeLocked(oc)
+	case len(p.queue) > 0 && p.queue[0].key == key:
+		p.grant(oc)
+	case len(p.queue) > 0 || len(p.idle[key]) >= p.cfg.MaxIdlePerKey:
+		p.closeLocked(oc) // its room goes to the first waiting, if any
+	default:
+		p.idle[key] = append(p.idle[key], idleConn{oc: oc, since: time.Now()})
 	}
-	p.idle[key] = append(p.idle[key], idleConn{oc: oc, since: time.Now()})
 }
 
 // Idle is the number of backends the pool holds.
@@ -118,17 +178,22 @@ func (p *OriginPool) Idle() int {
 	return n
 }
 
-// Close closes every idle backend; later releases close theirs.
+// Close closes every idle backend and fails every wait; later releases
+// close theirs.
 func (p *OriginPool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
 	for k, l := range p.idle {
 		for _, ic := range l {
-			_ = ic.oc.Conn.Close()
+			p.closeLocked(ic.oc)
 		}
 		delete(p.idle, k)
 	}
+	for _, w := range p.queue {
+		w.ch <- grant{err: errPoolClosed}
+	}
+	p.queue = nil
 }
 
 // reset runs the reset query and reads up to ReadyForQuery, dropping any

@@ -34,8 +34,16 @@ type Clients struct {
 	// connections for reuse. No password is stored.
 	AuthURL string
 	// TransactionPooling lends a client an origin connection only for a
-	// transaction. Needs AuthURL. Reads are then relayed, never cached.
+	// transaction. Needs AuthURL.
 	TransactionPooling bool
+	// PoolSize bounds the origin connections that clients' sessions
+	// hold or that wait idle for reuse (PgBouncer's max_db_connections).
+	// A client that needs one more waits for one to come free, up to
+	// PoolWaitTimeout. Needs AuthURL; 0: no bound.
+	PoolSize int
+	// PoolWaitTimeout bounds that wait; the client is then told 53300
+	// and disconnected. 0: 2 min, PgBouncer's query_wait_timeout.
+	PoolWaitTimeout time.Duration
 	// ShutdownTimeout is how long a stopping node drains its clients:
 	// it accepts no more and ends each session at its next transaction
 	// boundary (an idle one at once) with 57P01, as PostgreSQL's fast
@@ -61,7 +69,10 @@ func (c Clients) Validate() error {
 		return errors.New("requiring TLS needs a certificate and key (--tls-cert, --tls-key)")
 	case c.TransactionPooling && c.AuthURL == "":
 		return errors.New("transaction pooling needs an auth user (--auth-url): an origin connection lent to another client must not skip the origin's authentication")
-	case c.MaxConns < 0 || c.MaxMessageBytes < 0 || c.IdleTimeout < 0 || c.StatementTimeout < 0 || c.ShutdownTimeout < 0:
+	case c.PoolSize > 0 && c.AuthURL == "":
+		return errors.New("a pool size needs an auth user (--auth-url): without one each client's login is relayed on a connection of its own")
+	case c.MaxConns < 0 || c.MaxMessageBytes < 0 || c.IdleTimeout < 0 || c.StatementTimeout < 0 || c.ShutdownTimeout < 0 ||
+		c.PoolSize < 0 || c.PoolWaitTimeout < 0:
 		return errors.New("client limits and timeouts must not be negative")
 	}
 	return nil
@@ -91,9 +102,18 @@ func (c Clients) apply(cfg *pgwire.Config, hostFits func(host string) bool) (cli
 	if side.auth, err = postgres.NewAuthQuery(postgres.AuthQueryConfig{URL: c.AuthURL}); err != nil {
 		return side, err
 	}
-	if side.pool, err = postgres.NewOriginPool(postgres.PoolConfig{HostFits: hostFits}); err != nil {
+	pc := postgres.PoolConfig{HostFits: hostFits, MaxOpen: c.PoolSize, WaitTimeout: c.PoolWaitTimeout}
+	var metrics *poolMetrics
+	if cfg.Registerer != nil {
+		metrics = newPoolMetrics()
+		pc.OnWait = metrics.waited
+	}
+	if side.pool, err = postgres.NewOriginPool(pc); err != nil {
 		side.close()
 		return clientSide{}, err
+	}
+	if metrics != nil {
+		metrics.register(cfg.Registerer, side.pool)
 	}
 	cfg.Verifiers, cfg.Pool = side.auth, side.pool
 	if c.TransactionPooling {

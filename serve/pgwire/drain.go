@@ -21,6 +21,7 @@ import (
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining.Store(true)
+	s.stop()
 	for ln := range s.lns {
 		_ = ln.Close()
 	}

@@ -3,6 +3,7 @@
 package pgwire
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // shutdownAsync starts a drain of sess's Server, bounded by within, and
@@ -201,4 +204,53 @@ func TestShutdownStopsAccepting(t *testing.T) {
 		_ = c.Close()
 		t.Fatal("a drained Server's address still accepts connections")
 	}
+}
+
+// fullPool has no backend to lend: Acquire waits until its context ends.
+type fullPool struct{ waiting chan struct{} }
+
+func (p fullPool) Acquire(ctx context.Context, _ string, _ func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
+	close(p.waiting)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (fullPool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) { _ = oc.Conn.Close() }
+
+// A transaction-pooled session waiting for a backend from a full pool
+// ends with 57P01 when the Server drains, without waiting out the
+// pool's own limit: nothing it asked for reached the origin.
+func TestShutdownEndsAWaitForABackend(t *testing.T) {
+	fc := &fakeConnector{}
+	pool := fullPool{waiting: make(chan struct{})}
+	srv, err := New(Config{Connector: fc, Mode: TransactionMode, Pool: pool, Verifiers: fakeVerifiers{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := newScriptConn(msg('Q', "select 1\x00"), true)
+	origin, err := fc.Connect(context.Background(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startup := &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}}
+	sess := newSession(srv, client, bufio.NewReaderSize(client, srv.cfg.BufferSize), origin, startup)
+	sess.tx, sess.released = &txState{startup: startup}, true
+	done := make(chan struct{})
+	srv.wg.Add(1) // as serveConn does: Shutdown waits for the session
+	go func() {
+		defer srv.wg.Done()
+		defer close(done)
+		sess.run(context.Background())
+	}()
+	select {
+	case <-pool.waiting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session never asked the pool for a backend")
+	}
+	res := shutdownAsync(sess, 30*time.Second)
+	waitEnded(t, done, "the drain left the session waiting for a backend")
+	if got := lastErrorCode(t, client.written()); got != CodeAdminShutdown {
+		t.Fatalf("client got %q: SQLSTATE %q, want %q", client.written(), got, CodeAdminShutdown)
+	}
+	shutdownReturns(t, res, nil)
 }

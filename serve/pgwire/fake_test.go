@@ -115,7 +115,9 @@ var _ io.ReadWriteCloser = (*scriptConn)(nil)
 // fakePool never holds anything: every attach connects anew.
 type fakePool struct{}
 
-func (fakePool) Acquire(context.Context, string) *OriginConn { return nil }
+func (fakePool) Acquire(ctx context.Context, _ string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
+	return dial(ctx)
+}
 func (fakePool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) {
 	_ = oc.Conn.Close()
 }

@@ -22,7 +22,7 @@ func newServerMetrics(reg prometheus.Registerer, clients func() float64) *server
 	m := &serverMetrics{
 		startups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "freshet_pgwire_startups_total",
-			Help: "Client connections by how their startup ended: ok, cancel (a CancelRequest), auth_failed, too_many_clients, protocol_violation, origin_unreachable, error, client_gone.",
+			Help: "Client connections by how their startup ended: ok, cancel (a CancelRequest), auth_failed, too_many_clients, pool_timeout (no pooled origin connection came free in time), protocol_violation, origin_unreachable, error, client_gone.",
 		}, []string{"result"}),
 		uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "freshet_pgwire_sessions_uncached_total",
@@ -77,6 +77,8 @@ func startupResult(sess *session, err error) string {
 	var fe *Error
 	var oe *OriginError
 	switch {
+	case errors.Is(err, ErrPoolTimeout):
+		return "pool_timeout"
 	case errors.As(err, &fe):
 		code = fe.Code
 	case errors.As(err, &oe):

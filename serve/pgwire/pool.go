@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 )
@@ -18,14 +19,21 @@ type VerifierLookup interface {
 // when it authenticated the client itself (Config.Verifiers).
 type Pool interface {
 	// Acquire returns an idle backend opened with the same startup
-	// parameters (key), or nil.
-	Acquire(ctx context.Context, key string) *OriginConn
+	// parameters (key), or one opened with dial. A pool that bounds its
+	// backends may first wait for one to come free, until ctx ends or
+	// its own wait limit passes (ErrPoolTimeout).
+	Acquire(ctx context.Context, key string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error)
 	// Release keeps an idle backend (no transaction, nothing
 	// outstanding) under key, resetting it first when reset is set, or
 	// closes it. Without reset it must not block: transaction pooling
 	// calls it while holding the session's lock.
 	Release(ctx context.Context, key string, oc *OriginConn, reset bool)
 }
+
+// ErrPoolTimeout is what Pool.Acquire fails with when no backend came
+// free in time; the client is told 53300, as by an origin at
+// max_connections.
+var ErrPoolTimeout = errors.New("no origin connection came free in time")
 
 // poolKey identifies the backends a client may reuse: same user,
 // database and startup parameters.
@@ -43,4 +51,24 @@ func poolKey(params map[string]string) string {
 		b.WriteByte(0)
 	}
 	return b.String()
+}
+
+// acquire takes a backend for key from the Pool, which may open one with
+// dial. A wait for a free backend ends when the Server drains or closes:
+// nothing has reached the origin, so the session ends with 57P01.
+func (s *Server) acquire(ctx context.Context, key string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.stopping, func() { cancel(errDrained) })
+	defer stop()
+	oc, err := s.cfg.Pool.Acquire(ctx, key, dial)
+	switch {
+	case err == nil:
+		return oc, nil
+	case errors.Is(context.Cause(ctx), errDrained):
+		return nil, errDrained
+	case errors.Is(err, ErrPoolTimeout):
+		return nil, fatalf(CodeTooManyConnections, err, "freshet: %v", err)
+	}
+	return nil, err
 }

@@ -19,6 +19,10 @@ type Server struct {
 
 	// draining is set by Shutdown: sessions end at their next boundary.
 	draining atomic.Bool
+	// stopping ends with Shutdown or Close: sessions stop waiting for a
+	// pooled backend.
+	stopping context.Context
+	stop     context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -46,6 +50,7 @@ func New(cfg Config) (*Server, error) {
 
 		loopStats: newLoopStats(cfg.Registerer),
 	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.metrics = newServerMetrics(cfg.Registerer, func() float64 { return float64(s.clients.Load()) })
 	return s, nil
 }
@@ -85,6 +90,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops every listener and ends every session, and waits for them.
 func (s *Server) Close() error {
+	s.stop()
 	s.mu.Lock()
 	s.closed = true
 	for ln := range s.lns {

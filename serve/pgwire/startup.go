@@ -200,12 +200,12 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 	if s.cfg.Mode == TransactionMode {
 		tx = &txState{startup: startup, auth: *auth}
 	}
-	if s.cfg.Pool != nil {
-		if oc := s.cfg.Pool.Acquire(ctx, poolKey(startup.Parameters)); oc != nil {
-			return oc, tx, nil
-		}
+	dial := func(ctx context.Context) (*OriginConn, error) { return s.cfg.Connector.Connect(ctx, startup, auth) }
+	if s.cfg.Pool == nil {
+		oc, err := dial(ctx)
+		return oc, tx, err
 	}
-	oc, err := s.cfg.Connector.Connect(ctx, startup, auth)
+	oc, err := s.acquire(ctx, poolKey(startup.Parameters), dial)
 	return oc, tx, err
 }
 

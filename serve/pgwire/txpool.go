@@ -150,7 +150,15 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 		}
 		tx.mu.Lock()
 		if tx.cur == nil {
-			if err := s.attach(ctx); err != nil {
+			// Only this pump attaches, so cur stays nil while it waits
+			// for a backend without the lock.
+			tx.mu.Unlock()
+			oc, err := s.acquireTx(ctx)
+			if err != nil {
+				return err
+			}
+			tx.mu.Lock()
+			if err := s.attach(ctx, oc); err != nil {
 				tx.mu.Unlock()
 				return err
 			}
@@ -278,25 +286,35 @@ func lower(c byte) byte {
 	return c
 }
 
-// attach takes a backend from the pool (or opens one), brings its session
-// settings in line and starts its pump. Called with tx.mu held.
-func (s *session) attach(ctx context.Context) error {
+// acquireTx takes a backend from the pool, or opens one, for the
+// session's next transaction.
+func (s *session) acquireTx(ctx context.Context) (*OriginConn, error) {
 	tx := s.tx
-	oc := s.srv.cfg.Pool.Acquire(ctx, s.poolKey)
-	if oc == nil {
+	dial := func(ctx context.Context) (*OriginConn, error) {
 		auth := tx.auth
-		cctx, cancel := context.WithTimeout(ctx, s.srv.cfg.StartupTimeout)
-		var err error
-		oc, err = s.srv.cfg.Connector.Connect(cctx, tx.startup, &auth)
-		cancel()
-		if err != nil {
-			var oe *OriginError
-			if errors.As(err, &oe) {
-				return &Error{Severity: "FATAL", Code: oe.Response.Code, Message: oe.Response.Message, Err: err}
-			}
-			return fatalf(CodeConnectionFailure, err, "freshet: could not connect to origin")
-		}
+		ctx, cancel := context.WithTimeout(ctx, s.srv.cfg.StartupTimeout)
+		defer cancel()
+		return s.srv.cfg.Connector.Connect(ctx, tx.startup, &auth)
 	}
+	oc, err := s.srv.acquire(ctx, s.poolKey, dial)
+	if err == nil {
+		return oc, nil
+	}
+	var fe *Error
+	var oe *OriginError
+	switch {
+	case errors.As(err, &fe):
+		return nil, err
+	case errors.As(err, &oe):
+		return nil, &Error{Severity: "FATAL", Code: oe.Response.Code, Message: oe.Response.Message, Err: err}
+	}
+	return nil, fatalf(CodeConnectionFailure, err, "freshet: could not connect to origin")
+}
+
+// attach brings oc's session settings in line, makes it the session's
+// backend and starts its pump. Called with tx.mu held.
+func (s *session) attach(ctx context.Context, oc *OriginConn) error {
+	tx := s.tx
 	if oc.State != tx.sig {
 		if err := s.replay(oc); err != nil {
 			_ = oc.Conn.Close()

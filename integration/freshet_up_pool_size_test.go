@@ -1,0 +1,143 @@
+package integration
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/freshetdb/freshet/internal/embedded"
+	"github.com/freshetdb/freshet/internal/front"
+	"github.com/freshetdb/freshet/internal/testenv"
+	"github.com/freshetdb/freshet/materialize"
+)
+
+// TestFreshetUpPoolSize: with --pool-size, transaction-pooled clients
+// never hold more origin backends than the size, however many run
+// transactions at once (the rest wait their turn); cached reads need no
+// backend, so they are answered while every backend is taken; and a
+// client that waits past --pool-wait-timeout is refused with 53300.
+func TestFreshetUpPoolSize(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	f := startUpWith(t, []string{"t"}, clientsDDL, materialize.Hooks{}, 5*time.Second, func(_ *upFixture, cfg *embedded.Config) {
+		cfg.Registerer = reg
+		cfg.Clients = front.Clients{AuthURL: testenv.PostgresURL(t), TransactionPooling: true,
+			PoolSize: 2, PoolWaitTimeout: time.Second}
+	})
+	app := f.name + "_app" // these clients' origin backends, in pg_stat_activity
+	through := f.url() + "&application_name=" + url.QueryEscape(app)
+	backends := func() int {
+		var n int
+		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t.Run("eight clients share two backends", func(t *testing.T) {
+		clients := make([]*pgx.Conn, 8)
+		for i := range clients {
+			clients[i] = mustConnect(ctx, t, through)
+		}
+		stop := make(chan struct{})
+		peak := make(chan int, 1)
+		go func() {
+			most := 0
+			for {
+				select {
+				case <-stop:
+					peak <- most
+					return
+				case <-time.After(2 * time.Millisecond):
+					most = max(most, backends())
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(clients))
+		for _, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 5 {
+					// A transaction holds its backend to the end.
+					tx, err := c.Begin(ctx)
+					if err == nil {
+						_, err = tx.Exec(ctx, "SELECT pg_sleep(0.02)")
+					}
+					if err == nil {
+						err = tx.Commit(ctx)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(stop)
+		close(errs)
+		for err := range errs {
+			t.Errorf("transaction: %v", err)
+		}
+		if most := <-peak; most != 2 {
+			t.Errorf("at most %d origin backends at once, want exactly the pool size, 2", most)
+		}
+		if got := metricValue(t, reg, "freshet_origin_pool_wait_seconds", map[string]string{"outcome": "got"}); got == 0 {
+			t.Error("no client waited for a backend, yet eight ran transactions on two")
+		}
+	})
+
+	t.Run("cached reads need no backend, the rest wait and give up", func(t *testing.T) {
+		reader, waiter := mustConnect(ctx, t, through), mustConnect(ctx, t, through)
+		readsAreCached(ctx, t, f, reader, 3)
+		var holders []pgx.Tx
+		for range 2 {
+			tx, err := mustConnect(ctx, t, through).Begin(ctx)
+			if err == nil {
+				_, err = tx.Exec(ctx, "SELECT 1")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			holders = append(holders, tx)
+		}
+		if n := backends(); n != 2 {
+			t.Fatalf("%d origin backends with two transactions open, want 2", n)
+		}
+		readsAreCached(ctx, t, f, reader, 3)
+		if v := metricValue(t, reg, "freshet_origin_pool_open", nil); v != 2 {
+			t.Errorf("freshet_origin_pool_open = %v, want 2", v)
+		}
+
+		start := time.Now()
+		_, err := waiter.Exec(ctx, "SELECT pg_backend_pid()")
+		if code := pgCode(err); code != "53300" {
+			t.Fatalf("a query with every backend taken: %v (code %q), want 53300 after the wait timeout", err, code)
+		}
+		if waited := time.Since(start); waited < time.Second {
+			t.Errorf("refused after %s, want the 1s pool wait timeout", waited)
+		}
+		if got := metricValue(t, reg, "freshet_origin_pool_wait_seconds", map[string]string{"outcome": "gave_up"}); got == 0 {
+			t.Error("the wait that timed out was not counted")
+		}
+
+		for _, tx := range holders {
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		late := mustConnect(ctx, t, through)
+		if _, err := late.Exec(ctx, "SELECT pg_backend_pid()"); err != nil {
+			t.Fatalf("a query once the transactions ended: %v", err)
+		}
+	})
+}
