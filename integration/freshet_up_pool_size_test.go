@@ -19,8 +19,9 @@ import (
 // TestFreshetUpPoolSize: with --pool-size, transaction-pooled clients
 // never hold more origin backends than the size, however many run
 // transactions at once (the rest wait their turn); cached reads need no
-// backend, so they are answered while every backend is taken; and a
-// client that waits past --pool-wait-timeout is refused with 53300.
+// backend, so they are answered while every backend is taken; a client
+// that waits past --pool-wait-timeout is refused with 53300, and one that
+// hangs up while it waits stops waiting, its request never run.
 func TestFreshetUpPoolSize(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -97,7 +98,8 @@ func TestFreshetUpPoolSize(t *testing.T) {
 	})
 
 	t.Run("cached reads need no backend, the rest wait and give up", func(t *testing.T) {
-		reader, waiter := mustConnect(ctx, t, through), mustConnect(ctx, t, through)
+		// Logged in first: a login takes a backend for a moment too.
+		reader, waiter, leaver := mustConnect(ctx, t, through), mustConnect(ctx, t, through), mustConnect(ctx, t, through)
 		readsAreCached(ctx, t, f, reader, 3)
 		var holders []pgx.Tx
 		for range 2 {
@@ -130,6 +132,29 @@ func TestFreshetUpPoolSize(t *testing.T) {
 			t.Error("the wait that timed out was not counted")
 		}
 
+		// A client that sends a write and hangs up while it waits: the
+		// wait ends, and the write never reaches the origin.
+		raw := leaver.PgConn().Conn()
+		insert := "INSERT INTO " + f.table("t") + " VALUES (100, 100)\x00"
+		q := append([]byte{'Q', 0, 0, 0, byte(4 + len(insert))}, insert...)
+		if _, err := raw.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		waiting := func() float64 { return metricValue(t, reg, "freshet_origin_pool_waiting", nil) }
+		for deadline := time.Now().Add(5 * time.Second); waiting() != 1; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the write never waited for a backend")
+			}
+		}
+		_ = raw.Close()
+		hungUp := time.Now()
+		for waiting() != 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if took := time.Since(hungUp); took > 700*time.Millisecond {
+			t.Errorf("the wait ended %s after its client hung up, want well before the 1s wait timeout", took)
+		}
+
 		for _, tx := range holders {
 			if err := tx.Commit(ctx); err != nil {
 				t.Fatal(err)
@@ -138,6 +163,11 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		late := mustConnect(ctx, t, through)
 		if _, err := late.Exec(ctx, "SELECT pg_backend_pid()"); err != nil {
 			t.Fatalf("a query once the transactions ended: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		var n int
+		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM "+f.table("t")+" WHERE id = 100").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("rows of the write whose client hung up while waiting: %d, %v; want 0", n, err)
 		}
 	})
 }

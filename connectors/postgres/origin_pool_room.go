@@ -162,18 +162,23 @@ func (p *OriginPool) enqueue(key string) *poolWaiter {
 	return w
 }
 
-// wait waits for w's grant until ctx ends or WaitTimeout passes. It
+// wait waits for w's grant until ctx ends, WaitTimeout passes or the
+// client hangs up (pgwire.ClientGone). It
 // returns a backend, or neither a backend nor an error for room to open
 // one. A grant that comes as the wait gives up is handed on.
 func (p *OriginPool) wait(ctx context.Context, w *poolWaiter) (*pgwire.OriginConn, error) {
 	start := time.Now()
 	timer := time.NewTimer(p.cfg.WaitTimeout)
 	defer timer.Stop()
+	gone, stop := pgwire.ClientGone(ctx)
+	defer stop()
 	var err error
 	select {
 	case g := <-w.ch:
 		p.waited(start, g.err == nil)
 		return g.oc, g.err
+	case <-gone:
+		err = pgwire.ErrClientGone
 	case <-ctx.Done():
 		err = ctx.Err()
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -84,13 +84,26 @@ type acquired struct {
 	err error
 }
 
-func acquireAsync(p *OriginPool, key string, dial func(context.Context) (*pgwire.OriginConn, error)) <-chan acquired {
+// queueUp starts an Acquire that must wait, and returns once it waits.
+func queueUp(t *testing.T, p *OriginPool, key string, dial func(context.Context) (*pgwire.OriginConn, error)) <-chan acquired {
+	t.Helper()
+	before := p.Waiting()
 	ch := make(chan acquired, 1)
 	go func() {
 		oc, err := p.Acquire(context.Background(), key, dial)
 		ch <- acquired{oc, err}
 	}()
+	waitFor(t, key+" to wait", func() bool { return p.Waiting() == before+1 })
 	return ch
+}
+
+func mustAcquire(t *testing.T, p *OriginPool, key string, dial func(context.Context) (*pgwire.OriginConn, error)) *pgwire.OriginConn {
+	t.Helper()
+	oc, err := p.Acquire(context.Background(), key, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return oc
 }
 
 func TestOriginPoolBoundsOpenBackends(t *testing.T) {
@@ -129,14 +142,9 @@ func TestOriginPoolHandsReleasedBackendToFirstWaiting(t *testing.T) {
 	b := &backends{t: t}
 	p := newBoundedPool(t, PoolConfig{MaxOpen: 1})
 	ctx := context.Background()
-	held, err := p.Acquire(ctx, "k", b.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := acquireAsync(p, "k", b.dial)
-	waitFor(t, "the first to wait", func() bool { return p.Waiting() == 1 })
-	second := acquireAsync(p, "k", b.dial)
-	waitFor(t, "the second to wait", func() bool { return p.Waiting() == 2 })
+	held := mustAcquire(t, p, "k", b.dial)
+	first := queueUp(t, p, "k", b.dial)
+	second := queueUp(t, p, "k", b.dial)
 	p.Release(ctx, "k", held, false)
 	got := <-first
 	if got.err != nil || got.oc != held {
@@ -159,12 +167,8 @@ func TestOriginPoolHandsReleasedBackendToFirstWaiting(t *testing.T) {
 func TestOriginPoolClosedBackendMakesRoom(t *testing.T) {
 	b := &backends{t: t}
 	p := newBoundedPool(t, PoolConfig{MaxOpen: 1})
-	held, err := p.Acquire(context.Background(), "k", b.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := acquireAsync(p, "k", b.dial)
-	waitFor(t, "a session to wait", func() bool { return p.Waiting() == 1 })
+	held := mustAcquire(t, p, "k", b.dial)
+	waiting := queueUp(t, p, "k", b.dial)
 	_ = held.Conn.Close() // the session's backend broke, or the session ended dirty
 	got := <-waiting
 	if got.err != nil || got.oc == nil || got.oc == held {
@@ -185,10 +189,7 @@ func TestOriginPoolWaitTimesOut(t *testing.T) {
 		mu.Unlock()
 	}})
 	ctx := context.Background()
-	held, err := p.Acquire(ctx, "k", b.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := mustAcquire(t, p, "k", b.dial)
 	start := time.Now()
 	oc, err := p.Acquire(ctx, "k", b.dial)
 	if !errors.Is(err, pgwire.ErrPoolTimeout) || oc != nil {
@@ -220,12 +221,8 @@ func TestOriginPoolRoomForAnotherKey(t *testing.T) {
 	b := &backends{t: t}
 	p := newBoundedPool(t, PoolConfig{MaxOpen: 1})
 	ctx := context.Background()
-	a, err := p.Acquire(ctx, "alice", b.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob := acquireAsync(p, "bob", b.dial)
-	waitFor(t, "bob to wait", func() bool { return p.Waiting() == 1 })
+	a := mustAcquire(t, p, "alice", b.dial)
+	bob := queueUp(t, p, "bob", b.dial)
 	p.Release(ctx, "alice", a, false) // closed: bob cannot use alice's backend
 	if got := <-bob; got.err != nil || got.oc == nil || got.oc == a {
 		t.Fatalf("bob got %+v, want a backend of his own", got)
@@ -237,10 +234,7 @@ func TestOriginPoolRoomForAnotherKey(t *testing.T) {
 	// An idle backend of another key is closed to make room at once.
 	p2 := newBoundedPool(t, PoolConfig{MaxOpen: 1})
 	b2 := &backends{t: t}
-	idle, err := p2.Acquire(ctx, "alice", b2.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
+	idle := mustAcquire(t, p2, "alice", b2.dial)
 	p2.Release(ctx, "alice", idle, false)
 	if oc, err := p2.Acquire(ctx, "bob", b2.dial); err != nil || oc == idle {
 		t.Fatalf("bob got %+v, %v, want a new backend", oc, err)
@@ -271,12 +265,8 @@ func TestOriginPoolFailedDialGivesRoomBack(t *testing.T) {
 func TestOriginPoolCloseEndsWaits(t *testing.T) {
 	b := &backends{t: t}
 	p := newBoundedPool(t, PoolConfig{MaxOpen: 1})
-	held, err := p.Acquire(context.Background(), "k", b.dial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := acquireAsync(p, "k", b.dial)
-	waitFor(t, "a session to wait", func() bool { return p.Waiting() == 1 })
+	held := mustAcquire(t, p, "k", b.dial)
+	waiting := queueUp(t, p, "k", b.dial)
 	p.Close()
 	if got := <-waiting; got.err == nil {
 		t.Fatalf("waiting session got %+v from a closed pool", got)

@@ -79,6 +79,8 @@ func startupResult(sess *session, err error) string {
 	switch {
 	case errors.Is(err, ErrPoolTimeout):
 		return "pool_timeout"
+	case errors.Is(err, ErrClientGone):
+		return "client_gone"
 	case errors.As(err, &fe):
 		code = fe.Code
 	case errors.As(err, &oe):

@@ -3,6 +3,7 @@ package pgwire
 import (
 	"context"
 	"errors"
+	"net"
 	"sort"
 	"strings"
 )
@@ -30,6 +31,23 @@ type Pool interface {
 	Release(ctx context.Context, key string, oc *OriginConn, reset bool)
 }
 
+// ErrClientGone is what Pool.Acquire fails with when the client hung up
+// while it waited (ClientGone).
+var ErrClientGone = errors.New("client hung up while waiting for an origin connection")
+
+type clientWatchKey struct{}
+
+// ClientGone is for a Pool about to wait in Acquire: gone closes if the
+// client of ctx's session hangs up meanwhile, so that the wait ends and no
+// request of a client that left reaches the origin. stop ends the
+// watch. Without a client in ctx, gone is nil.
+func ClientGone(ctx context.Context) (gone <-chan struct{}, stop func()) {
+	if c, ok := ctx.Value(clientWatchKey{}).(net.Conn); ok {
+		return watchClient(c)
+	}
+	return nil, func() {}
+}
+
 // ErrPoolTimeout is what Pool.Acquire fails with when no backend came
 // free in time; the client is told 53300, as by an origin at
 // max_connections.
@@ -54,13 +72,10 @@ func poolKey(params map[string]string) string {
 }
 
 // acquire takes a backend for key from the Pool, which may open one with
-// dial. A wait for a free backend ends when the Server drains or closes:
-// nothing has reached the origin, so the session ends with 57P01.
+// dial. ctx comes from stoppable: a wait for a free backend ends when the
+// Server drains or closes, and as nothing has reached the origin, the
+// session ends with 57P01.
 func (s *Server) acquire(ctx context.Context, key string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(s.stopping, func() { cancel(errDrained) })
-	defer stop()
 	oc, err := s.cfg.Pool.Acquire(ctx, key, dial)
 	switch {
 	case err == nil:
@@ -71,4 +86,19 @@ func (s *Server) acquire(ctx context.Context, key string, dial func(context.Cont
 		return nil, fatalf(CodeTooManyConnections, err, "freshet: %v", err)
 	}
 	return nil, err
+}
+
+// stoppable derives from ctx a context for waits on the Pool that ends,
+// with errDrained as its cause, when the Server drains or closes, and
+// that lets the Pool watch the session's client (ClientGone). It is
+// made once per session, not per backend: every one registers with the
+// Server's stopping context, which all sessions share. done releases it.
+func (s *Server) stoppable(ctx context.Context, client net.Conn) (_ context.Context, done func()) {
+	ctx = context.WithValue(ctx, clientWatchKey{}, client)
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.stopping, func() { cancel(errDrained) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+	}
 }

@@ -205,6 +205,8 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 		oc, err := dial(ctx)
 		return oc, tx, err
 	}
+	ctx, done := s.stoppable(ctx, ca.conn)
+	defer done()
 	oc, err := s.acquire(ctx, poolKey(startup.Parameters), dial)
 	return oc, tx, err
 }

@@ -48,6 +48,10 @@ type txState struct {
 
 	stmts  map[string]txStmt // named statements, by the client's names (txstmts.go)
 	expect []expectation     // answers the attached backend owes, in order
+
+	// waits is the context of the client pump's waits for a backend
+	// (Server.stoppable).
+	waits context.Context
 }
 
 // runTx relays a transaction-pooled session.
@@ -55,6 +59,9 @@ func (s *session) runTx(ctx context.Context) {
 	tx := s.tx
 	tx.cw = bufio.NewWriterSize(s.client, s.srv.cfg.BufferSize)
 	defer s.release() // the greeting's backend is already back: s.released
+	var done func()
+	tx.waits, done = s.srv.stoppable(ctx, s.client)
+	defer done()
 	err := s.pumpTxClient(ctx)
 	s.closing.Store(true)
 	tx.mu.Lock()
@@ -153,7 +160,7 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 			// Only this pump attaches, so cur stays nil while it waits
 			// for a backend without the lock.
 			tx.mu.Unlock()
-			oc, err := s.acquireTx(ctx)
+			oc, err := s.acquireTx()
 			if err != nil {
 				return err
 			}
@@ -288,7 +295,7 @@ func lower(c byte) byte {
 
 // acquireTx takes a backend from the pool, or opens one, for the
 // session's next transaction.
-func (s *session) acquireTx(ctx context.Context) (*OriginConn, error) {
+func (s *session) acquireTx() (*OriginConn, error) {
 	tx := s.tx
 	dial := func(ctx context.Context) (*OriginConn, error) {
 		auth := tx.auth
@@ -296,14 +303,14 @@ func (s *session) acquireTx(ctx context.Context) (*OriginConn, error) {
 		defer cancel()
 		return s.srv.cfg.Connector.Connect(ctx, tx.startup, &auth)
 	}
-	oc, err := s.srv.acquire(ctx, s.poolKey, dial)
+	oc, err := s.srv.acquire(tx.waits, s.poolKey, dial)
 	if err == nil {
 		return oc, nil
 	}
 	var fe *Error
 	var oe *OriginError
 	switch {
-	case errors.As(err, &fe):
+	case errors.As(err, &fe), errors.Is(err, ErrClientGone):
 		return nil, err
 	case errors.As(err, &oe):
 		return nil, &Error{Severity: "FATAL", Code: oe.Response.Code, Message: oe.Response.Message, Err: err}

@@ -1,0 +1,69 @@
+package pgwire
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// clientGoneEvery is how often a session waiting for a backend looks
+// whether its client hung up.
+const clientGoneEvery = 100 * time.Millisecond
+
+// watchClient closes gone once the client's end of c hangs up (a FIN, a
+// reset), without reading what the client sent: a request it pipelined
+// stays for the session. It looks every clientGoneEvery until stop.
+func watchClient(c net.Conn) (gone <-chan struct{}, stop func()) {
+	rc := rawConn(c)
+	if rc == nil {
+		return nil, func() {}
+	}
+	g, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		t := time.NewTicker(clientGoneEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			if hungUp(rc) {
+				close(g)
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return g, func() { once.Do(func() { close(quit) }) }
+}
+
+func rawConn(c net.Conn) syscall.RawConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+func hungUp(rc syscall.RawConn) bool {
+	hup := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+			hup = fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+		}
+	})
+	return hup
+}

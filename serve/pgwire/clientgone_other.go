@@ -1,0 +1,9 @@
+//go:build !linux
+
+package pgwire
+
+import "net"
+
+// watchClient cannot tell a hung-up client without reading it here: a
+// waiting session notices when its turn comes.
+func watchClient(net.Conn) (gone <-chan struct{}, stop func()) { return nil, func() {} }
