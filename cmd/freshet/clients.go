@@ -24,6 +24,7 @@ func clientFlags(fs *flag.FlagSet, c *front.Clients) (check func() error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("FRESHET_SHUTDOWN_TIMEOUT", 10*time.Second), "on SIGINT or SIGTERM, stop accepting clients, end each session at its next transaction boundary (57P01), and close those still in a transaction after this long; 0: close all at once [FRESHET_SHUTDOWN_TIMEOUT]")
 	fs.IntVar(&c.PoolSize, "pool-size", int(envInt("FRESHET_POOL_SIZE", 0)), "most origin connections, lent to clients or idle, freshet opens for clients with --auth-url (PgBouncer's max_db_connections); a client that needs one more waits for one to come free; 0: no limit [FRESHET_POOL_SIZE]")
 	fs.DurationVar(&c.PoolWaitTimeout, "pool-wait-timeout", envDuration("FRESHET_POOL_WAIT_TIMEOUT", 2*time.Minute), "how long a client waits for a pooled origin connection before it is refused with 53300 [FRESHET_POOL_WAIT_TIMEOUT]")
+	fs.DurationVar(&c.PoolMaxLifetime, "pool-max-lifetime", envDuration("FRESHET_POOL_MAX_LIFETIME", time.Hour), "close a pooled origin connection open this long when it is next released or found idle (PgBouncer's server_lifetime); 0: no limit [FRESHET_POOL_MAX_LIFETIME]")
 	mode := fs.String("pool-mode", envOr("FRESHET_POOL_MODE", "session"), "session: a client keeps one origin connection; transaction: a client holds one only during a transaction (needs --auth-url) [FRESHET_POOL_MODE]")
 	return func() error {
 		switch *mode {

@@ -95,7 +95,7 @@ func TestClientFlags(t *testing.T) {
 	t.Setenv("FRESHET_POOL_SIZE", "20")
 	want := front.Clients{TLSCert: "c.pem", TLSKey: "k.pem", RequireTLS: true, MaxConns: 50, MaxMessageBytes: 1 << 20,
 		IdleTimeout: time.Minute, StatementTimeout: 3 * time.Second, AuthURL: "postgres://auth@h/db", TransactionPooling: true,
-		PoolSize: 20, PoolWaitTimeout: 30 * time.Second, ShutdownTimeout: 10 * time.Second}
+		PoolSize: 20, PoolWaitTimeout: 30 * time.Second, PoolMaxLifetime: time.Hour, ShutdownTimeout: 10 * time.Second}
 	flags := []string{"--origin", "postgres://h/db", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--require-tls",
 		"--max-client-conns", "50", "--max-message-bytes", "1048576", "--idle-timeout", "1m", "--auth-url", "postgres://auth@h/db",
 		"--pool-wait-timeout", "30s"}

@@ -34,6 +34,11 @@ type PoolConfig struct {
 	// served; an idle backend kept under another key is closed to make
 	// room.
 	MaxOpen int
+	// MaxLifetime closes a backend open this long when it is next
+	// released or found idle (PgBouncer's server_lifetime), so that
+	// backends do not grow old on the origin; one that is lent is never
+	// cut off. 0: no limit.
+	MaxLifetime time.Duration
 	// WaitTimeout bounds that wait (PgBouncer's query_wait_timeout);
 	// Acquire then fails with pgwire.ErrPoolTimeout. Default 2 min.
 	WaitTimeout time.Duration
@@ -65,7 +70,7 @@ var _ pgwire.Pool = (*OriginPool)(nil)
 
 // NewOriginPool validates cfg and returns an empty pool.
 func NewOriginPool(cfg PoolConfig) (*OriginPool, error) {
-	if cfg.MaxIdlePerKey < 0 || cfg.IdleTimeout < 0 || cfg.ResetTimeout < 0 || cfg.MaxOpen < 0 || cfg.WaitTimeout < 0 {
+	if cfg.MaxIdlePerKey < 0 || cfg.IdleTimeout < 0 || cfg.ResetTimeout < 0 || cfg.MaxOpen < 0 || cfg.WaitTimeout < 0 || cfg.MaxLifetime < 0 {
 		return nil, errors.New("postgres: negative value in PoolConfig")
 	}
 	if cfg.MaxIdlePerKey == 0 {
@@ -122,7 +127,7 @@ func (p *OriginPool) takeIdle(key string) *pgwire.OriginConn {
 	for len(list) > 0 {
 		ic := list[len(list)-1]
 		list = list[:len(list)-1]
-		if time.Since(ic.since) < p.cfg.IdleTimeout && (p.cfg.HostFits == nil || p.cfg.HostFits(ic.oc.Key.Host)) {
+		if time.Since(ic.since) < p.cfg.IdleTimeout && !p.tooOld(ic.oc) && (p.cfg.HostFits == nil || p.cfg.HostFits(ic.oc.Key.Host)) {
 			p.idle[key] = list
 			return ic.oc
 		}
@@ -152,15 +157,15 @@ func (p *OriginPool) Release(ctx context.Context, key string, oc *pgwire.OriginC
 
 // keep hands a released backend to the first waiting session when it
 // waits under the same key, makes room with it for one that waits under
-// another, or keeps it idle when the pool is not full. Called with mu
-// held.
+// another (or when the backend is too old), or keeps it idle when the
+// pool is not full. Called with mu held.
 func (p *OriginPool) keep(key string, oc *pgwire.OriginConn) {
 	switch {
 	case p.closed:
 		p.closeLocked(oc)
-	case len(p.queue) > 0 && p.queue[0].key == key:
+	case len(p.queue) > 0 && p.queue[0].key == key && !p.tooOld(oc):
 		p.grant(oc)
-	case len(p.queue) > 0 || len(p.idle[key]) >= p.cfg.MaxIdlePerKey:
+	case p.tooOld(oc) || len(p.queue) > 0 || len(p.idle[key]) >= p.cfg.MaxIdlePerKey:
 		p.closeLocked(oc) // its room goes to the first waiting, if any
 	default:
 		p.idle[key] = append(p.idle[key], idleConn{oc: oc, since: time.Now()})

@@ -36,8 +36,9 @@ type grant struct {
 // countedConn is a backend the pool counts as open until it is closed.
 type countedConn struct {
 	net.Conn
-	pool *OriginPool
-	gone atomic.Bool
+	pool   *OriginPool
+	opened time.Time
+	gone   atomic.Bool
 }
 
 func (c *countedConn) Close() error {
@@ -82,7 +83,7 @@ func (p *OriginPool) dial(ctx context.Context, dial func(context.Context) (*pgwi
 		p.mu.Unlock()
 		return nil, err
 	}
-	oc.Conn = &countedConn{Conn: oc.Conn, pool: p}
+	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now()}
 	return oc, nil
 }
 
@@ -91,8 +92,14 @@ func (p *OriginPool) adopt(oc *pgwire.OriginConn) {
 	if cc, ok := oc.Conn.(*countedConn); ok && cc.pool == p {
 		return
 	}
-	oc.Conn = &countedConn{Conn: oc.Conn, pool: p}
+	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now()}
 	p.open++
+}
+
+// tooOld reports whether oc has been open longer than MaxLifetime.
+func (p *OriginPool) tooOld(oc *pgwire.OriginConn) bool {
+	cc, ok := oc.Conn.(*countedConn)
+	return ok && p.cfg.MaxLifetime > 0 && time.Since(cc.opened) >= p.cfg.MaxLifetime
 }
 
 // closeLocked closes a backend, giving its room back. Called with mu

@@ -315,3 +315,29 @@ func TestOriginPoolGivingUpRaces(t *testing.T) {
 		t.Fatalf("Acquire after the storm = %+v, %v", oc, err)
 	}
 }
+
+func TestOriginPoolMaxLifetime(t *testing.T) {
+	b := &backends{t: t}
+	p := newBoundedPool(t, PoolConfig{MaxOpen: 1, MaxLifetime: 50 * time.Millisecond})
+	ctx := context.Background()
+	old := mustAcquire(t, p, "k", b.dial)
+	p.Release(ctx, "k", old, false)
+	if oc := mustAcquire(t, p, "k", b.dial); oc != old {
+		t.Fatalf("a young idle backend was not reused")
+	}
+	waiting := queueUp(t, p, "k", b.dial)
+	time.Sleep(60 * time.Millisecond)
+	p.Release(ctx, "k", old, false) // too old: closed, its room handed on
+	got := <-waiting
+	if got.err != nil || got.oc == nil || got.oc == old {
+		t.Fatalf("waiting session got %+v, want a new backend", got)
+	}
+	p.Release(ctx, "k", got.oc, false)
+	time.Sleep(60 * time.Millisecond)
+	if oc := mustAcquire(t, p, "k", b.dial); oc == got.oc {
+		t.Fatal("an idle backend past its lifetime was lent")
+	}
+	if dialled, live, _ := b.counts(); dialled != 3 || live != 1 {
+		t.Errorf("dialled %d, live %d; want 3 and 1", dialled, live)
+	}
+}

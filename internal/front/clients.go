@@ -44,6 +44,10 @@ type Clients struct {
 	// PoolWaitTimeout bounds that wait; the client is then told 53300
 	// and disconnected. 0: 2 min, PgBouncer's query_wait_timeout.
 	PoolWaitTimeout time.Duration
+	// PoolMaxLifetime closes a pooled origin connection open this long
+	// when it is next released or found idle (PgBouncer's
+	// server_lifetime). 0: no limit.
+	PoolMaxLifetime time.Duration
 	// ShutdownTimeout is how long a stopping node drains its clients:
 	// it accepts no more and ends each session at its next transaction
 	// boundary (an idle one at once) with 57P01, as PostgreSQL's fast
@@ -72,7 +76,7 @@ func (c Clients) Validate() error {
 	case c.PoolSize > 0 && c.AuthURL == "":
 		return errors.New("a pool size needs an auth user (--auth-url): without one each client's login is relayed on a connection of its own")
 	case c.MaxConns < 0 || c.MaxMessageBytes < 0 || c.IdleTimeout < 0 || c.StatementTimeout < 0 || c.ShutdownTimeout < 0 ||
-		c.PoolSize < 0 || c.PoolWaitTimeout < 0:
+		c.PoolSize < 0 || c.PoolWaitTimeout < 0 || c.PoolMaxLifetime < 0:
 		return errors.New("client limits and timeouts must not be negative")
 	}
 	return nil
@@ -102,7 +106,7 @@ func (c Clients) apply(cfg *pgwire.Config, hostFits func(host string) bool) (cli
 	if side.auth, err = postgres.NewAuthQuery(postgres.AuthQueryConfig{URL: c.AuthURL}); err != nil {
 		return side, err
 	}
-	pc := postgres.PoolConfig{HostFits: hostFits, MaxOpen: c.PoolSize, WaitTimeout: c.PoolWaitTimeout}
+	pc := postgres.PoolConfig{HostFits: hostFits, MaxOpen: c.PoolSize, WaitTimeout: c.PoolWaitTimeout, MaxLifetime: c.PoolMaxLifetime}
 	var metrics *poolMetrics
 	if cfg.Registerer != nil {
 		metrics = newPoolMetrics()

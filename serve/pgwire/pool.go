@@ -72,15 +72,16 @@ func poolKey(params map[string]string) string {
 }
 
 // acquire takes a backend for key from the Pool, which may open one with
-// dial. ctx comes from stoppable: a wait for a free backend ends when the
-// Server drains or closes, and as nothing has reached the origin, the
-// session ends with 57P01.
-func (s *Server) acquire(ctx context.Context, key string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
-	oc, err := s.cfg.Pool.Acquire(ctx, key, dial)
+// dial. waits comes from stoppable: a wait for a free backend ends when
+// the Server drains or closes, and as nothing has reached the origin,
+// the session ends with 57P01. A dial under way is not cut short: it
+// runs under its own context, as it did before the drain.
+func (s *Server) acquire(waits context.Context, key string, dial func() (*OriginConn, error)) (*OriginConn, error) {
+	oc, err := s.cfg.Pool.Acquire(waits, key, func(context.Context) (*OriginConn, error) { return dial() })
 	switch {
 	case err == nil:
 		return oc, nil
-	case errors.Is(context.Cause(ctx), errDrained):
+	case errors.Is(err, context.Canceled) && errors.Is(context.Cause(waits), errDrained):
 		return nil, errDrained
 	case errors.Is(err, ErrPoolTimeout):
 		return nil, fatalf(CodeTooManyConnections, err, "freshet: %v", err)

@@ -200,14 +200,14 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 	if s.cfg.Mode == TransactionMode {
 		tx = &txState{startup: startup, auth: *auth}
 	}
-	dial := func(ctx context.Context) (*OriginConn, error) { return s.cfg.Connector.Connect(ctx, startup, auth) }
+	dial := func() (*OriginConn, error) { return s.cfg.Connector.Connect(ctx, startup, auth) }
 	if s.cfg.Pool == nil {
-		oc, err := dial(ctx)
+		oc, err := dial()
 		return oc, tx, err
 	}
-	ctx, done := s.stoppable(ctx, ca.conn)
+	waits, done := s.stoppable(ctx, ca.conn)
 	defer done()
-	oc, err := s.acquire(ctx, poolKey(startup.Parameters), dial)
+	oc, err := s.acquire(waits, poolKey(startup.Parameters), dial)
 	return oc, tx, err
 }
 

@@ -160,7 +160,7 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 			// Only this pump attaches, so cur stays nil while it waits
 			// for a backend without the lock.
 			tx.mu.Unlock()
-			oc, err := s.acquireTx()
+			oc, err := s.acquireTx(ctx)
 			if err != nil {
 				return err
 			}
@@ -295,9 +295,9 @@ func lower(c byte) byte {
 
 // acquireTx takes a backend from the pool, or opens one, for the
 // session's next transaction.
-func (s *session) acquireTx() (*OriginConn, error) {
+func (s *session) acquireTx(ctx context.Context) (*OriginConn, error) {
 	tx := s.tx
-	dial := func(ctx context.Context) (*OriginConn, error) {
+	dial := func() (*OriginConn, error) {
 		auth := tx.auth
 		ctx, cancel := context.WithTimeout(ctx, s.srv.cfg.StartupTimeout)
 		defer cancel()
