@@ -18,8 +18,9 @@ import (
 
 // TestFreshetUpPoolSize: with --pool-size, transaction-pooled clients
 // never hold more origin backends than the size, however many run
-// transactions at once (the rest wait their turn); cached reads need no
-// backend, so they are answered while every backend is taken; a client
+// transactions at once (the rest wait their turn); cached reads and
+// logins need no backend, so they are answered while every backend is
+// taken; a client
 // that waits past --pool-wait-timeout is refused with 53300, and one that
 // hangs up while it waits stops waiting, its request never run.
 func TestFreshetUpPoolSize(t *testing.T) {
@@ -98,9 +99,10 @@ func TestFreshetUpPoolSize(t *testing.T) {
 	})
 
 	t.Run("cached reads need no backend, the rest wait and give up", func(t *testing.T) {
-		// Logged in first: a login takes a backend for a moment too.
-		reader, waiter, leaver := mustConnect(ctx, t, through), mustConnect(ctx, t, through), mustConnect(ctx, t, through)
+		reader := mustConnect(ctx, t, through)
 		readsAreCached(ctx, t, f, reader, 3)
+		primer := connectMode(ctx, t, through, pgx.QueryExecModeSimpleProtocol)
+		readsAreCached(ctx, t, f, primer, 4)
 		var holders []pgx.Tx
 		for range 2 {
 			tx, err := mustConnect(ctx, t, through).Begin(ctx)
@@ -119,6 +121,12 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		if v := metricValue(t, reg, "freshet_origin_pool_open", nil); v != 2 {
 			t.Errorf("freshet_origin_pool_open = %v, want 2", v)
 		}
+		// A login is greeted as the last backend opened for its
+		// parameters was, and takes none: a client that arrives now is
+		// served from the cache (the simple protocol prepares nothing).
+		newcomer := connectMode(ctx, t, through, pgx.QueryExecModeSimpleProtocol)
+		readsAreCached(ctx, t, f, newcomer, 4)
+		waiter, leaver := mustConnect(ctx, t, through), mustConnect(ctx, t, through)
 
 		start := time.Now()
 		_, err := waiter.Exec(ctx, "SELECT pg_backend_pid()")

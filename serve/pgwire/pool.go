@@ -77,7 +77,13 @@ func poolKey(params map[string]string) string {
 // the session ends with 57P01. A dial under way is not cut short: it
 // runs under its own context, as it did before the drain.
 func (s *Server) acquire(waits context.Context, key string, dial func() (*OriginConn, error)) (*OriginConn, error) {
-	oc, err := s.cfg.Pool.Acquire(waits, key, func(context.Context) (*OriginConn, error) { return dial() })
+	oc, err := s.cfg.Pool.Acquire(waits, key, func(context.Context) (*OriginConn, error) {
+		oc, err := dial()
+		if err == nil {
+			s.greetings.store(key, oc.Greeting)
+		}
+		return oc, err
+	})
 	switch {
 	case err == nil:
 		return oc, nil

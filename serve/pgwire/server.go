@@ -30,6 +30,8 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 
+	greetings greetings // for logins under transaction pooling
+
 	loop       *eventLoop // started by the first session it relays
 	loopFailed bool
 	loopStats  *loopStats

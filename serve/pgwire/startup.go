@@ -162,9 +162,12 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, startup *pgpro
 	rd.s = sess
 	greeting := append(authOK, origin.Greeting...)
 	if tx != nil {
-		// The greeting's backend goes straight back to the pool.
+		// The greeting's backend, if it took one, goes straight back to
+		// the pool.
 		sess.tx, sess.released = tx, true
-		s.cfg.Pool.Release(ctx, sess.poolKey, origin, false)
+		if origin.Conn != nil {
+			s.cfg.Pool.Release(ctx, sess.poolKey, origin, false)
+		}
 	}
 	greeting = append(greeting, sess.keyData()...)
 	greeting = append(greeting, 'Z', 0, 0, 0, 5, origin.TxStatus)
@@ -205,9 +208,15 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 		oc, err := dial()
 		return oc, tx, err
 	}
+	key := poolKey(startup.Parameters)
+	if greeting, ok := s.greetings.load(key); ok && tx != nil {
+		// Greeted as the last backend opened for these parameters was;
+		// the session takes a backend for its first transaction.
+		return &OriginConn{Greeting: greeting, TxStatus: 'I'}, tx, nil
+	}
 	waits, done := s.stoppable(ctx, ca.conn)
 	defer done()
-	oc, err := s.acquire(waits, poolKey(startup.Parameters), dial)
+	oc, err := s.acquire(waits, key, dial)
 	return oc, tx, err
 }
 
