@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,8 @@ import (
 // logins need no backend, so they are answered while every backend is
 // taken; a client
 // that waits past --pool-wait-timeout is refused with 53300, and one that
-// hangs up while it waits stops waiting, its request never run.
+// cancels its request or hangs up while it waits stops waiting, its
+// request never run.
 func TestFreshetUpPoolSize(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -126,7 +128,38 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		// served from the cache (the simple protocol prepares nothing).
 		newcomer := connectMode(ctx, t, through, pgx.QueryExecModeSimpleProtocol)
 		readsAreCached(ctx, t, f, newcomer, 4)
-		waiter, leaver := mustConnect(ctx, t, through), mustConnect(ctx, t, through)
+		waiter, leaver, canceller := mustConnect(ctx, t, through), mustConnect(ctx, t, through), mustConnect(ctx, t, through)
+		waiting := func() float64 { return metricValue(t, reg, "freshet_origin_pool_waiting", nil) }
+		waitFor := func(n float64) {
+			for deadline := time.Now().Add(5 * time.Second); waiting() != n; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("freshet_origin_pool_waiting = %v, want %v", waiting(), n)
+				}
+			}
+		}
+		insert := func(id int) string {
+			return "INSERT INTO " + f.table("t") + " VALUES (" + strconv.Itoa(id) + ", 0)"
+		}
+
+		// A client cancels its write while it waits: the wait ends with
+		// 57014, and the write never reaches the origin.
+		cancelled := make(chan error, 1)
+		go func() {
+			_, err := canceller.Exec(ctx, insert(101))
+			cancelled <- err
+		}()
+		waitFor(1)
+		if err := canceller.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-cancelled:
+			if code := pgCode(err); code != "57014" {
+				t.Fatalf("a write cancelled while it waited: %v (code %q), want 57014", err, code)
+			}
+		case <-time.After(700 * time.Millisecond):
+			t.Fatal("the cancelled write still waits")
+		}
 
 		start := time.Now()
 		_, err := waiter.Exec(ctx, "SELECT pg_backend_pid()")
@@ -143,22 +176,15 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		// A client that sends a write and hangs up while it waits: the
 		// wait ends, and the write never reaches the origin.
 		raw := leaver.PgConn().Conn()
-		insert := "INSERT INTO " + f.table("t") + " VALUES (100, 100)\x00"
-		q := append([]byte{'Q', 0, 0, 0, byte(4 + len(insert))}, insert...)
+		sql := insert(100) + "\x00"
+		q := append([]byte{'Q', 0, 0, 0, byte(4 + len(sql))}, sql...)
 		if _, err := raw.Write(q); err != nil {
 			t.Fatal(err)
 		}
-		waiting := func() float64 { return metricValue(t, reg, "freshet_origin_pool_waiting", nil) }
-		for deadline := time.Now().Add(5 * time.Second); waiting() != 1; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the write never waited for a backend")
-			}
-		}
+		waitFor(1)
 		_ = raw.Close()
 		hungUp := time.Now()
-		for waiting() != 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitFor(0)
 		if took := time.Since(hungUp); took > 700*time.Millisecond {
 			t.Errorf("the wait ended %s after its client hung up, want well before the 1s wait timeout", took)
 		}
@@ -174,8 +200,8 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 		var n int
-		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM "+f.table("t")+" WHERE id = 100").Scan(&n); err != nil || n != 0 {
-			t.Fatalf("rows of the write whose client hung up while waiting: %d, %v; want 0", n, err)
+		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM "+f.table("t")+" WHERE id IN (100, 101)").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("rows of the writes cancelled or abandoned while waiting: %d, %v; want 0", n, err)
 		}
 	})
 }

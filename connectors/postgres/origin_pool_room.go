@@ -170,22 +170,22 @@ func (p *OriginPool) enqueue(key string) *poolWaiter {
 }
 
 // wait waits for w's grant until ctx ends, WaitTimeout passes or the
-// client hangs up (pgwire.ClientGone). It
+// client abandons its request (pgwire.Abandoned). It
 // returns a backend, or neither a backend nor an error for room to open
 // one. A grant that comes as the wait gives up is handed on.
 func (p *OriginPool) wait(ctx context.Context, w *poolWaiter) (*pgwire.OriginConn, error) {
 	start := time.Now()
 	timer := time.NewTimer(p.cfg.WaitTimeout)
 	defer timer.Stop()
-	gone, stop := pgwire.ClientGone(ctx)
+	abandoned, stop := pgwire.Abandoned(ctx)
 	defer stop()
 	var err error
 	select {
 	case g := <-w.ch:
 		p.waited(start, g.err == nil)
 		return g.oc, g.err
-	case <-gone:
-		err = pgwire.ErrClientGone
+	case <-abandoned:
+		err = pgwire.ErrAbandoned
 	case <-ctx.Done():
 		err = ctx.Err()
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -210,32 +210,38 @@ func TestShutdownStopsAccepting(t *testing.T) {
 type fullPool struct{ waiting chan struct{} }
 
 func (p fullPool) Acquire(ctx context.Context, _ string, _ func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
+	abandoned, stop := Abandoned(ctx)
+	defer stop()
 	close(p.waiting)
-	<-ctx.Done()
-	return nil, ctx.Err()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-abandoned:
+		return nil, ErrAbandoned
+	}
 }
 
 func (fullPool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) { _ = oc.Conn.Close() }
 
-// A transaction-pooled session waiting for a backend from a full pool
-// ends with 57P01 when the Server drains, without waiting out the
-// pool's own limit: nothing it asked for reached the origin.
-func TestShutdownEndsAWaitForABackend(t *testing.T) {
+// waitingSession starts a transaction-pooled session whose request
+// waits for a backend from a full pool, and returns once it waits.
+func waitingSession(t *testing.T) (sess *session, client *scriptConn, done chan struct{}) {
+	t.Helper()
 	fc := &fakeConnector{}
 	pool := fullPool{waiting: make(chan struct{})}
 	srv, err := New(Config{Connector: fc, Mode: TransactionMode, Pool: pool, Verifiers: fakeVerifiers{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := newScriptConn(msg('Q', "select 1\x00"), true)
+	client = newScriptConn(msg('Q', "select 1\x00"), true)
 	origin, err := fc.Connect(context.Background(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	startup := &pgproto3.StartupMessage{Parameters: map[string]string{"user": "u"}}
-	sess := newSession(srv, client, bufio.NewReaderSize(client, srv.cfg.BufferSize), origin, startup)
+	sess = newSession(srv, client, bufio.NewReaderSize(client, srv.cfg.BufferSize), origin, startup)
 	sess.tx, sess.released = &txState{startup: startup}, true
-	done := make(chan struct{})
+	done = make(chan struct{})
 	srv.wg.Add(1) // as serveConn does: Shutdown waits for the session
 	go func() {
 		defer srv.wg.Done()
@@ -247,10 +253,33 @@ func TestShutdownEndsAWaitForABackend(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the session never asked the pool for a backend")
 	}
+	return sess, client, done
+}
+
+// A transaction-pooled session waiting for a backend from a full pool
+// ends with 57P01 when the Server drains, without waiting out the
+// pool's own limit: nothing it asked for reached the origin.
+func TestShutdownEndsAWaitForABackend(t *testing.T) {
+	sess, client, done := waitingSession(t)
 	res := shutdownAsync(sess, 30*time.Second)
 	waitEnded(t, done, "the drain left the session waiting for a backend")
 	if got := lastErrorCode(t, client.written()); got != CodeAdminShutdown {
 		t.Fatalf("client got %q: SQLSTATE %q, want %q", client.written(), got, CodeAdminShutdown)
 	}
 	shutdownReturns(t, res, nil)
+}
+
+// A CancelRequest for a session waiting for a backend ends the wait with
+// 57014: there is no backend to cancel, and the request must not run
+// once one comes free.
+func TestCancelEndsAWaitForABackend(t *testing.T) {
+	sess, client, done := waitingSession(t)
+	sess.cancelOrigin(context.Background())
+	waitEnded(t, done, "the cancel left the session waiting for a backend")
+	if got := lastErrorCode(t, client.written()); got != CodeQueryCanceled {
+		t.Fatalf("client got %q: SQLSTATE %q, want %q", client.written(), got, CodeQueryCanceled)
+	}
+	if n := sess.srv.cfg.Connector.(*fakeConnector).cancelCount(); n != 0 {
+		t.Errorf("%d cancels sent to the origin for a request that never reached it", n)
+	}
 }

@@ -19,6 +19,7 @@ const (
 	CodeFeatureNotSupported    = "0A000"
 	CodeAdminShutdown          = "57P01"
 	CodeConnectionDoesNotExist = "08003"
+	CodeQueryCanceled          = "57014"
 )
 
 // Error is an error freshet reports to a client as an ErrorResponse.

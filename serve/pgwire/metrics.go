@@ -79,7 +79,7 @@ func startupResult(sess *session, err error) string {
 	switch {
 	case errors.Is(err, ErrPoolTimeout):
 		return "pool_timeout"
-	case errors.Is(err, ErrClientGone):
+	case errors.Is(err, ErrAbandoned):
 		return "client_gone"
 	case errors.As(err, &fe):
 		code = fe.Code

@@ -3,7 +3,6 @@ package pgwire
 import (
 	"context"
 	"errors"
-	"net"
 	"sort"
 	"strings"
 )
@@ -31,19 +30,25 @@ type Pool interface {
 	Release(ctx context.Context, key string, oc *OriginConn, reset bool)
 }
 
-// ErrClientGone is what Pool.Acquire fails with when the client hung up
-// while it waited (ClientGone).
-var ErrClientGone = errors.New("client hung up while waiting for an origin connection")
+// ErrAbandoned is what Pool.Acquire fails with when the client hung up,
+// or cancelled its request, while it waited (Abandoned).
+var ErrAbandoned = errors.New("the client hung up or cancelled while waiting for an origin connection")
 
-type clientWatchKey struct{}
+type waitWatchKey struct{}
 
-// ClientGone is for a Pool about to wait in Acquire: gone closes if the
-// client of ctx's session hangs up meanwhile, so that the wait ends and no
-// request of a client that left reaches the origin. stop ends the
-// watch. Without a client in ctx, gone is nil.
-func ClientGone(ctx context.Context) (gone <-chan struct{}, stop func()) {
-	if c, ok := ctx.Value(clientWatchKey{}).(net.Conn); ok {
-		return watchClient(c)
+// waitWatch starts watching a session's wait for a backend: abandoned
+// closes when the client hangs up or cancels its request; stop ends the
+// watch.
+type waitWatch func() (abandoned <-chan struct{}, stop func())
+
+// Abandoned is for a Pool about to wait in Acquire: abandoned closes if
+// the client of ctx's session hangs up or cancels its request meanwhile,
+// so that the wait ends and no request of a client that left or gave up
+// reaches the origin. stop ends the watch. Without a session in ctx,
+// abandoned is nil.
+func Abandoned(ctx context.Context) (abandoned <-chan struct{}, stop func()) {
+	if w, ok := ctx.Value(waitWatchKey{}).(waitWatch); ok {
+		return w()
 	}
 	return nil, func() {}
 }
@@ -97,11 +102,11 @@ func (s *Server) acquire(waits context.Context, key string, dial func() (*Origin
 
 // stoppable derives from ctx a context for waits on the Pool that ends,
 // with errDrained as its cause, when the Server drains or closes, and
-// that lets the Pool watch the session's client (ClientGone). It is
-// made once per session, not per backend: every one registers with the
+// that lets the Pool watch the session's client (Abandoned). It is made
+// once per session, not per backend: every one registers with the
 // Server's stopping context, which all sessions share. done releases it.
-func (s *Server) stoppable(ctx context.Context, client net.Conn) (_ context.Context, done func()) {
-	ctx = context.WithValue(ctx, clientWatchKey{}, client)
+func (s *Server) stoppable(ctx context.Context, watch waitWatch) (_ context.Context, done func()) {
+	ctx = context.WithValue(ctx, waitWatchKey{}, watch)
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(s.stopping, func() { cancel(errDrained) })
 	return ctx, func() {

@@ -217,7 +217,13 @@ func (s *session) cancelOrigin(ctx context.Context) {
 		origin = s.tx.cur
 		s.tx.mu.Unlock()
 		if origin == nil {
-			return // between transactions: nothing runs
+			// Between transactions nothing runs, unless a request waits
+			// for a backend: it must not run once one comes free.
+			if abandon := s.tx.abandonWait.Load(); abandon != nil {
+				s.tx.cancelled.Store(true)
+				(*abandon)()
+			}
+			return
 		}
 	}
 	if err := s.srv.cfg.Connector.Cancel(ctx, origin.Key); err != nil {

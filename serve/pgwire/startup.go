@@ -214,7 +214,7 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 		// the session takes a backend for its first transaction.
 		return &OriginConn{Greeting: greeting, TxStatus: 'I'}, tx, nil
 	}
-	waits, done := s.stoppable(ctx, ca.conn)
+	waits, done := s.stoppable(ctx, func() (<-chan struct{}, func()) { return watchClient(ca.conn) })
 	defer done()
 	oc, err := s.acquire(waits, key, dial)
 	return oc, tx, err

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -50,8 +51,11 @@ type txState struct {
 	expect []expectation     // answers the attached backend owes, in order
 
 	// waits is the context of the client pump's waits for a backend
-	// (Server.stoppable).
-	waits context.Context
+	// (Server.stoppable). abandonWait, set while one runs, ends it
+	// (watchWait); cancelled records that a CancelRequest did.
+	waits       context.Context
+	abandonWait atomic.Pointer[func()]
+	cancelled   atomic.Bool
 }
 
 // runTx relays a transaction-pooled session.
@@ -60,7 +64,7 @@ func (s *session) runTx(ctx context.Context) {
 	tx.cw = bufio.NewWriterSize(s.client, s.srv.cfg.BufferSize)
 	defer s.release() // the greeting's backend is already back: s.released
 	var done func()
-	tx.waits, done = s.srv.stoppable(ctx, s.client)
+	tx.waits, done = s.srv.stoppable(ctx, s.watchWait)
 	defer done()
 	err := s.pumpTxClient(ctx)
 	s.closing.Store(true)
@@ -310,12 +314,40 @@ func (s *session) acquireTx(ctx context.Context) (*OriginConn, error) {
 	var fe *Error
 	var oe *OriginError
 	switch {
-	case errors.As(err, &fe), errors.Is(err, ErrClientGone):
+	case errors.Is(err, ErrAbandoned) && s.tx.cancelled.Load():
+		return nil, fatalf(CodeQueryCanceled, err, "canceling statement due to user request (freshet: it was waiting for an origin connection)")
+	case errors.As(err, &fe), errors.Is(err, ErrAbandoned):
 		return nil, err
 	case errors.As(err, &oe):
 		return nil, &Error{Severity: "FATAL", Code: oe.Response.Code, Message: oe.Response.Message, Err: err}
 	}
 	return nil, fatalf(CodeConnectionFailure, err, "freshet: could not connect to origin")
+}
+
+// watchWait watches a wait of the client pump for a backend: it is
+// abandoned when the client hangs up, or when it sends a CancelRequest
+// (cancelOrigin), which would otherwise find no backend to cancel and
+// let the request run once one came free.
+func (s *session) watchWait() (<-chan struct{}, func()) {
+	abandoned := make(chan struct{})
+	var once sync.Once
+	abandon := func() { once.Do(func() { close(abandoned) }) }
+	s.tx.cancelled.Store(false)
+	s.tx.abandonWait.Store(&abandon)
+	gone, stopWatch := watchClient(s.client)
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-gone:
+			abandon()
+		case <-stopped:
+		}
+	}()
+	return abandoned, func() {
+		s.tx.abandonWait.Store(nil)
+		stopWatch()
+		close(stopped)
+	}
 }
 
 // attach brings oc's session settings in line, makes it the session's
