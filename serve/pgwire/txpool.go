@@ -441,6 +441,14 @@ func (s *session) pumpTxOrigin(ctx context.Context, oc *OriginConn) {
 				}
 				continue
 			}
+			if typ == 'E' && n+1 <= r.Size() {
+				if backend, client, ok := s.txErrorNames(); ok {
+					if err := forwardRenamed(r, tx.cw, n+1, backend, client); err != nil {
+						return fmt.Errorf("relay origin message: %w", err)
+					}
+					continue
+				}
+			}
 			if err := forward(r, tx.cw, n+1); err != nil {
 				return fmt.Errorf("relay origin message: %w", err)
 			}

@@ -1,7 +1,12 @@
 package pgwire
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 func TestTrackSQL(t *testing.T) {
@@ -52,5 +57,30 @@ func TestTrackSQLInTransactionPins(t *testing.T) {
 	s.trackSQL("SET search_path = x", false)
 	if !s.tx.pinned || len(s.tx.sets) != 0 {
 		t.Fatal("a SET inside a transaction (which may roll back) must pin, not be replayed")
+	}
+}
+
+func TestForwardRenamed(t *testing.T) {
+	e := &pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P05", Message: `prepared statement "freshet_ab12" already exists`}
+	in, err := e.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if err := forwardRenamed(bufio.NewReader(bytes.NewReader(in)), w, len(in), "freshet_ab12", "double"); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Flush()
+	var got pgproto3.ErrorResponse
+	b := out.Bytes()
+	if n := int(binary.BigEndian.Uint32(b[1:5])); n != len(b)-1 {
+		t.Fatalf("length field %d for a message of %d bytes", n, len(b))
+	}
+	if err := got.Decode(b[5:]); err != nil {
+		t.Fatal(err)
+	}
+	if got.Code != "42P05" || got.Message != `prepared statement "double" already exists` {
+		t.Errorf("relayed %s %q, want the client's name", got.Code, got.Message)
 	}
 }

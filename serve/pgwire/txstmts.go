@@ -52,6 +52,10 @@ type expectation struct {
 	// undo, for a client's Parse or Close, takes back what it did to the
 	// session's statements when the backend skipped it.
 	undo func()
+	// backend and client, when set, are a statement's backend name that
+	// an error answering this message shows, and the client's name for
+	// it, which the client is shown instead.
+	backend, client string
 }
 
 // backendName names a statement on backends by its content.
@@ -157,6 +161,8 @@ func (s *session) txParse(msg, body []byte) []byte {
 		// of the name it has (which the error then shows).
 		out := s.ensurePrepared(nil, old)
 		s.expect('1', false, "", nil)
+		e := &tx.expect[len(tx.expect)-1]
+		e.backend, e.client = old.backend, string(name)
 		return appendMessage(out, 'P', []byte(old.backend), []byte{0}, rest)
 	}
 	st := txStmt{backend: backendName(rest), parse: rest}
@@ -237,6 +243,32 @@ func (s *session) txAnswer(oc *OriginConn, typ byte) (drop bool) {
 		oc.Prepared[e.mark] = true
 	}
 	return e.drop
+}
+
+// txErrorNames reports, for an ErrorResponse from the attached backend,
+// the backend statement name it may show and the client's name for it,
+// when the message it answers is a Parse of a name in use. Called by the
+// backend's pump.
+func (s *session) txErrorNames() (backend, client string, ok bool) {
+	tx := s.tx
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if len(tx.expect) == 0 || tx.expect[0].backend == "" {
+		return "", "", false
+	}
+	return tx.expect[0].backend, tx.expect[0].client, true
+}
+
+// forwardRenamed relays the message of total bytes r holds with the
+// backend's statement name replaced by the client's.
+func forwardRenamed(r *bufio.Reader, w *bufio.Writer, total int, backend, client string) error {
+	msg := make([]byte, total)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return err
+	}
+	body := bytes.ReplaceAll(msg[5:], []byte(backend), []byte(client))
+	_, err := w.Write(appendMessage(nil, msg[0], body))
+	return err
 }
 
 // settleExpectations forgets the answers a ReadyForQuery showed are not
