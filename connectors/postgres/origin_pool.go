@@ -172,7 +172,7 @@ func (p *OriginPool) keep(key string, oc *pgwire.OriginConn) {
 	}
 }
 
-// Idle is the number of backends the pool holds.
+// Idle is the number of idle backends the pool keeps.
 func (p *OriginPool) Idle() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
