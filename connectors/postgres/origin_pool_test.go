@@ -15,7 +15,7 @@ import (
 // backends is a fake origin: it opens piped backends and counts how many
 // are open at once, as the origin's max_connections would.
 type backends struct {
-	t    *testing.T
+	t    testing.TB
 	mu   sync.Mutex
 	fail error
 	// dialled and closed count backends; live and peak are those open.
