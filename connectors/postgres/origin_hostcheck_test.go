@@ -198,7 +198,7 @@ func TestOriginPoolLendsOnlyFittingHosts(t *testing.T) {
 	p.Release(ctx, "k", onNew, false)
 	p.Release(ctx, "k", onOld, false) // the most recent: offered first
 	dialled, _ := backend("new:5432")
-	dial := func(context.Context) (*pgwire.OriginConn, error) { return dialled, nil }
+	dial := func() (*pgwire.OriginConn, error) { return dialled, nil }
 	if got, err := p.Acquire(ctx, "k", dial); got != onNew || err != nil {
 		t.Fatalf("Acquire = %+v, %v, want the backend on the host that fits", got, err)
 	}

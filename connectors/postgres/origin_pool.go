@@ -95,7 +95,7 @@ func NewOriginPool(cfg PoolConfig) (*OriginPool, error) {
 // Acquire lends the most recently released live backend for key, or
 // opens one with dial when the pool has room, waiting for room when it
 // has none (MaxOpen).
-func (p *OriginPool) Acquire(ctx context.Context, key string, dial func(context.Context) (*pgwire.OriginConn, error)) (*pgwire.OriginConn, error) {
+func (p *OriginPool) Acquire(ctx context.Context, key string, dial func() (*pgwire.OriginConn, error)) (*pgwire.OriginConn, error) {
 	p.mu.Lock()
 	if oc := p.takeIdle(key); oc != nil {
 		p.mu.Unlock()
@@ -108,7 +108,7 @@ func (p *OriginPool) Acquire(ctx context.Context, key string, dial func(context.
 	if len(p.queue) == 0 && p.makeRoom() {
 		p.open++
 		p.mu.Unlock()
-		return p.dial(ctx, dial)
+		return p.dial(dial)
 	}
 	w := p.enqueue(key)
 	p.mu.Unlock()
@@ -116,7 +116,7 @@ func (p *OriginPool) Acquire(ctx context.Context, key string, dial func(context.
 	if oc != nil || err != nil {
 		return oc, err
 	}
-	return p.dial(ctx, dial)
+	return p.dial(dial)
 }
 
 // takeIdle pops key's most recently released backend that is still

@@ -75,37 +75,49 @@ func (p *OriginPool) Waiting() int {
 
 // dial opens a backend in room already counted, giving the room back
 // when the dial fails.
-func (p *OriginPool) dial(ctx context.Context, dial func(context.Context) (*pgwire.OriginConn, error)) (*pgwire.OriginConn, error) {
-	oc, err := dial(ctx)
+func (p *OriginPool) dial(dial func() (*pgwire.OriginConn, error)) (*pgwire.OriginConn, error) {
+	oc, err := dial()
 	if err != nil {
 		p.mu.Lock()
 		p.freeRoom()
 		p.mu.Unlock()
 		return nil, err
 	}
-	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now()}
+	p.track(oc)
 	return oc, nil
+}
+
+// track has the pool count oc's connection until it is closed.
+func (p *OriginPool) track(oc *pgwire.OriginConn) {
+	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now()}
+}
+
+// counted is oc's connection when this pool counts it, else nil.
+func (p *OriginPool) counted(oc *pgwire.OriginConn) *countedConn {
+	if cc, ok := oc.Conn.(*countedConn); ok && cc.pool == p {
+		return cc
+	}
+	return nil
 }
 
 // adopt counts a backend the pool did not open. Called with mu held.
 func (p *OriginPool) adopt(oc *pgwire.OriginConn) {
-	if cc, ok := oc.Conn.(*countedConn); ok && cc.pool == p {
-		return
+	if p.counted(oc) == nil {
+		p.track(oc)
+		p.open++
 	}
-	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now()}
-	p.open++
 }
 
 // tooOld reports whether oc has been open longer than MaxLifetime.
 func (p *OriginPool) tooOld(oc *pgwire.OriginConn) bool {
-	cc, ok := oc.Conn.(*countedConn)
-	return ok && p.cfg.MaxLifetime > 0 && time.Since(cc.opened) >= p.cfg.MaxLifetime
+	cc := p.counted(oc)
+	return cc != nil && p.cfg.MaxLifetime > 0 && time.Since(cc.opened) >= p.cfg.MaxLifetime
 }
 
 // closeLocked closes a backend, giving its room back. Called with mu
 // held.
 func (p *OriginPool) closeLocked(oc *pgwire.OriginConn) {
-	if cc, ok := oc.Conn.(*countedConn); ok && cc.pool == p {
+	if cc := p.counted(oc); cc != nil {
 		cc.closeLocked()
 		return
 	}

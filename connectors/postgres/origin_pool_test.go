@@ -38,7 +38,7 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-func (b *backends) dial(ctx context.Context) (*pgwire.OriginConn, error) {
+func (b *backends) dial() (*pgwire.OriginConn, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.fail != nil {
@@ -85,7 +85,7 @@ type acquired struct {
 }
 
 // queueUp starts an Acquire that must wait, and returns once it waits.
-func queueUp(t *testing.T, p *OriginPool, key string, dial func(context.Context) (*pgwire.OriginConn, error)) <-chan acquired {
+func queueUp(t *testing.T, p *OriginPool, key string, dial func() (*pgwire.OriginConn, error)) <-chan acquired {
 	t.Helper()
 	before := p.Waiting()
 	ch := make(chan acquired, 1)
@@ -97,7 +97,7 @@ func queueUp(t *testing.T, p *OriginPool, key string, dial func(context.Context)
 	return ch
 }
 
-func mustAcquire(t *testing.T, p *OriginPool, key string, dial func(context.Context) (*pgwire.OriginConn, error)) *pgwire.OriginConn {
+func mustAcquire(t *testing.T, p *OriginPool, key string, dial func() (*pgwire.OriginConn, error)) *pgwire.OriginConn {
 	t.Helper()
 	oc, err := p.Acquire(context.Background(), key, dial)
 	if err != nil {

@@ -14,15 +14,16 @@ import (
 // whether its client hung up.
 const clientGoneEvery = 100 * time.Millisecond
 
-// watchClient closes gone once the client's end of c hangs up (a FIN, a
-// reset), without reading what the client sent: a request it pipelined
-// stays for the session. It looks every clientGoneEvery until stop.
-func watchClient(c net.Conn) (gone <-chan struct{}, stop func()) {
+// watchClient calls gone, once, when the client's end of c hangs up (a
+// FIN, a reset), without reading what the client sent: a request it
+// pipelined stays for the session. It looks every clientGoneEvery until
+// stop.
+func watchClient(c net.Conn, gone func()) (stop func()) {
 	rc := rawConn(c)
 	if rc == nil {
-		return nil, func() {}
+		return func() {}
 	}
-	g, quit := make(chan struct{}), make(chan struct{})
+	quit := make(chan struct{})
 	go func() {
 		t := time.NewTicker(clientGoneEvery)
 		defer t.Stop()
@@ -33,13 +34,13 @@ func watchClient(c net.Conn) (gone <-chan struct{}, stop func()) {
 			case <-t.C:
 			}
 			if hungUp(rc) {
-				close(g)
+				gone()
 				return
 			}
 		}
 	}()
 	var once sync.Once
-	return g, func() { once.Do(func() { close(quit) }) }
+	return func() { once.Do(func() { close(quit) }) }
 }
 
 func rawConn(c net.Conn) syscall.RawConn {

@@ -14,10 +14,16 @@ func watchedPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
+// watched watches server's client, with gone closed when it hangs up.
+func watched(server net.Conn) (gone chan struct{}, stop func()) {
+	gone = make(chan struct{})
+	return gone, watchClient(server, func() { close(gone) })
+}
+
 func TestWatchClient(t *testing.T) {
 	t.Run("a client that sent a request and stays is not gone, and its request is kept", func(t *testing.T) {
 		client, server := watchedPair(t)
-		gone, stop := watchClient(server)
+		gone, stop := watched(server)
 		defer stop()
 		if _, err := client.Write([]byte("hello")); err != nil {
 			t.Fatal(err)
@@ -34,7 +40,7 @@ func TestWatchClient(t *testing.T) {
 	})
 	t.Run("a client that hangs up is gone, even with a request unread", func(t *testing.T) {
 		client, server := watchedPair(t)
-		gone, stop := watchClient(server)
+		gone, stop := watched(server)
 		defer stop()
 		if _, err := client.Write([]byte("hello")); err != nil {
 			t.Fatal(err)
@@ -48,7 +54,7 @@ func TestWatchClient(t *testing.T) {
 	})
 	t.Run("stop ends the watch", func(t *testing.T) {
 		client, server := watchedPair(t)
-		gone, stop := watchClient(server)
+		gone, stop := watched(server)
 		stop()
 		stop() // twice is fine
 		_ = client.Close()

@@ -209,7 +209,7 @@ func TestShutdownStopsAccepting(t *testing.T) {
 // fullPool has no backend to lend: Acquire waits until its context ends.
 type fullPool struct{ waiting chan struct{} }
 
-func (p fullPool) Acquire(ctx context.Context, _ string, _ func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
+func (p fullPool) Acquire(ctx context.Context, _ string, _ func() (*OriginConn, error)) (*OriginConn, error) {
 	abandoned, stop := Abandoned(ctx)
 	defer stop()
 	close(p.waiting)

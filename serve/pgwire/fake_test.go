@@ -115,8 +115,8 @@ var _ io.ReadWriteCloser = (*scriptConn)(nil)
 // fakePool never holds anything: every attach connects anew.
 type fakePool struct{}
 
-func (fakePool) Acquire(ctx context.Context, _ string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error) {
-	return dial(ctx)
+func (fakePool) Acquire(_ context.Context, _ string, dial func() (*OriginConn, error)) (*OriginConn, error) {
+	return dial()
 }
 func (fakePool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) {
 	_ = oc.Conn.Close()

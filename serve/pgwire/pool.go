@@ -21,8 +21,10 @@ type Pool interface {
 	// Acquire returns an idle backend opened with the same startup
 	// parameters (key), or one opened with dial. A pool that bounds its
 	// backends may first wait for one to come free, until ctx ends or
-	// its own wait limit passes (ErrPoolTimeout).
-	Acquire(ctx context.Context, key string, dial func(context.Context) (*OriginConn, error)) (*OriginConn, error)
+	// its own wait limit passes (ErrPoolTimeout). ctx bounds only that
+	// wait: dial runs under a context of its own, so that a drain, which
+	// ends waits, does not cut short a dial under way.
+	Acquire(ctx context.Context, key string, dial func() (*OriginConn, error)) (*OriginConn, error)
 	// Release keeps an idle backend (no transaction, nothing
 	// outstanding) under key, resetting it first when reset is set, or
 	// closes it. Without reset it must not block: transaction pooling
@@ -82,7 +84,7 @@ func poolKey(params map[string]string) string {
 // the session ends with 57P01. A dial under way is not cut short: it
 // runs under its own context, as it did before the drain.
 func (s *Server) acquire(waits context.Context, key string, dial func() (*OriginConn, error)) (*OriginConn, error) {
-	oc, err := s.cfg.Pool.Acquire(waits, key, func(context.Context) (*OriginConn, error) {
+	oc, err := s.cfg.Pool.Acquire(waits, key, func() (*OriginConn, error) {
 		oc, err := dial()
 		if err == nil {
 			s.greetings.store(key, oc.Greeting)

@@ -214,7 +214,10 @@ func (s *Server) openVerified(ctx context.Context, ca *clientAuth, startup *pgpr
 		// the session takes a backend for its first transaction.
 		return &OriginConn{Greeting: greeting, TxStatus: 'I'}, tx, nil
 	}
-	waits, done := s.stoppable(ctx, func() (<-chan struct{}, func()) { return watchClient(ca.conn) })
+	waits, done := s.stoppable(ctx, func() (<-chan struct{}, func()) {
+		gone := make(chan struct{})
+		return gone, watchClient(ca.conn, func() { close(gone) })
+	})
 	defer done()
 	oc, err := s.acquire(waits, key, dial)
 	return oc, tx, err

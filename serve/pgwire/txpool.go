@@ -334,19 +334,10 @@ func (s *session) watchWait() (<-chan struct{}, func()) {
 	abandon := func() { once.Do(func() { close(abandoned) }) }
 	s.tx.cancelled.Store(false)
 	s.tx.abandonWait.Store(&abandon)
-	gone, stopWatch := watchClient(s.client)
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-gone:
-			abandon()
-		case <-stopped:
-		}
-	}()
+	stopWatch := watchClient(s.client, abandon)
 	return abandoned, func() {
 		s.tx.abandonWait.Store(nil)
 		stopWatch()
-		close(stopped)
 	}
 }
 
