@@ -50,3 +50,6 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
+
+// ristretto v2.4.2 with a 24-byte store item instead of 48: third_party/ristretto/FRESHET.md, ADR 0010.
+replace github.com/dgraph-io/ristretto/v2 => ./third_party/ristretto
