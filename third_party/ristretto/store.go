@@ -1,6 +1,8 @@
 /*
  * SPDX-FileCopyrightText: © 2017-2025 Istari Digital, Inc.
  * SPDX-License-Identifier: Apache-2.0
+ *
+ * Modified for freshet in 2026: a slimmer storeItem (see FRESHET.md).
  */
 
 package ristretto
@@ -12,13 +14,43 @@ import (
 
 type updateFn[V any] func(cur, prev V) bool
 
-// TODO: Do we need this to be a separate struct from Item?
+// storeItem is what the store keeps per key.
+//
+// Modified for freshet (see FRESHET.md): the key is not repeated (it is
+// the map's key) and the expiration is held as int64 (see expiry), so an
+// item costs 24 bytes with a pointer value instead of 48.
 type storeItem[V any] struct {
-	key        uint64
 	conflict   uint64
 	value      V
-	expiration time.Time
+	expiration expiry
 }
+
+// expiry is an expiration time as Unix nanoseconds, or 0 for none: 8
+// bytes where time.Time takes 24. The expiration map's buckets are Unix
+// seconds already; an item now also expires by the wall clock rather than
+// the monotonic one, which differs only when the wall clock is stepped.
+type expiry int64
+
+func toExpiry(t time.Time) expiry {
+	if t.IsZero() {
+		return 0
+	}
+	// A time before 1970 has passed already; 1 keeps it from reading as
+	// "no expiration".
+	return expiry(max(t.UnixNano(), 1))
+}
+
+func (e expiry) isZero() bool { return e == 0 }
+
+func (e expiry) time() time.Time {
+	if e == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(e))
+}
+
+// passed reports whether e is set and now is after it.
+func (e expiry) passed() bool { return e != 0 && time.Now().UnixNano() > int64(e) }
 
 // store is the interface fulfilled by all hash map implementations in this
 // file. Some hash map implementations are better suited for certain data
@@ -90,7 +122,7 @@ func (sm *shardedMap[V]) IterValues(cb func(v V) (stop bool)) {
 			defer shard.RUnlock()
 
 			for _, item := range shard.data {
-				if !item.expiration.IsZero() && time.Now().After(item.expiration) {
+				if item.expiration.passed() {
 					continue
 				}
 				if stop := cb(item.value); stop {
@@ -175,7 +207,7 @@ func (m *lockedMap[V]) get(key, conflict uint64) (V, bool) {
 	}
 
 	// Handle expired items.
-	if !item.expiration.IsZero() && time.Now().After(item.expiration) {
+	if item.expiration.passed() {
 		return zeroValue[V](), false
 	}
 	return item.value, true
@@ -184,7 +216,7 @@ func (m *lockedMap[V]) get(key, conflict uint64) (V, bool) {
 func (m *lockedMap[V]) Expiration(key uint64) time.Time {
 	m.RLock()
 	defer m.RUnlock()
-	return m.data[key].expiration
+	return m.data[key].expiration.time()
 }
 
 func (m *lockedMap[V]) Set(i *Item[V]) {
@@ -206,7 +238,7 @@ func (m *lockedMap[V]) Set(i *Item[V]) {
 		if m.shouldUpdate != nil && !m.shouldUpdate(i.Value, item.value) {
 			return
 		}
-		m.em.update(i.Key, i.Conflict, item.expiration, i.Expiration)
+		m.em.update(i.Key, i.Conflict, item.expiration.time(), i.Expiration)
 	} else {
 		// The value is not in the map already. There's no need to return anything.
 		// Simply add the expiration map.
@@ -214,10 +246,9 @@ func (m *lockedMap[V]) Set(i *Item[V]) {
 	}
 
 	m.data[i.Key] = storeItem[V]{
-		key:        i.Key,
 		conflict:   i.Conflict,
 		value:      i.Value,
-		expiration: i.Expiration,
+		expiration: toExpiry(i.Expiration),
 	}
 }
 
@@ -232,8 +263,8 @@ func (m *lockedMap[V]) Del(key, conflict uint64) (uint64, V) {
 		return 0, zeroValue[V]()
 	}
 
-	if !item.expiration.IsZero() {
-		m.em.del(key, item.expiration)
+	if !item.expiration.isZero() {
+		m.em.del(key, item.expiration.time())
 	}
 
 	delete(m.data, key)
@@ -254,12 +285,11 @@ func (m *lockedMap[V]) Update(newItem *Item[V]) (V, bool) {
 		return item.value, false
 	}
 
-	m.em.update(newItem.Key, newItem.Conflict, item.expiration, newItem.Expiration)
+	m.em.update(newItem.Key, newItem.Conflict, item.expiration.time(), newItem.Expiration)
 	m.data[newItem.Key] = storeItem[V]{
-		key:        newItem.Key,
 		conflict:   newItem.Conflict,
 		value:      newItem.Value,
-		expiration: newItem.Expiration,
+		expiration: toExpiry(newItem.Expiration),
 	}
 
 	return item.value, true
@@ -270,8 +300,8 @@ func (m *lockedMap[V]) Clear(onEvict func(item *Item[V])) {
 	defer m.Unlock()
 	i := &Item[V]{}
 	if onEvict != nil {
-		for _, si := range m.data {
-			i.Key = si.key
+		for key, si := range m.data {
+			i.Key = key
 			i.Conflict = si.conflict
 			i.Value = si.value
 			onEvict(i)
