@@ -167,28 +167,7 @@ func searchPath(t *testing.T, txPooling bool) {
 	t.Cleanup(func() {
 		_, _ = f.super.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+a+", "+b+" CASCADE")
 	})
-	m := f.node.Materializer()
-	query := &pgproto3.Query{String: "SELECT v FROM tenant WHERE id = 1"}
-	type pair struct{ through, direct *rawClient }
-	dial := func() pair {
-		return pair{dialHijacked(ctx, t, f.url()), dialHijacked(ctx, t, testenv.PostgresURL(t))}
-	}
-	both := func(p pair, sql string) {
-		t.Helper()
-		p.through.roundTrip(&pgproto3.Query{String: sql})
-		p.direct.roundTrip(&pgproto3.Query{String: sql})
-	}
-	reads := func(p pair, what, want string) (hits uint64) {
-		t.Helper()
-		before := m.Stats().Hits
-		for i := range 3 {
-			got, exp := p.through.roundTrip(query), p.direct.roundTrip(query)
-			if !bytes.Equal(got, exp) || !bytes.Contains(got, []byte(want)) {
-				t.Fatalf("%s, read %d: through freshet %q, direct %q, want %q", what, i, got, exp, want)
-			}
-		}
-		return m.Stats().Hits - before
-	}
+	dial := func() *sidePair { return newSidePair(ctx, t, f, testenv.PostgresURL(t), tenantRead) }
 	c := dial()
 	for _, tc := range []struct{ set, want string }{
 		{"SET search_path TO " + a, "in a"},
@@ -196,27 +175,66 @@ func searchPath(t *testing.T, txPooling bool) {
 		{"SET SCHEMA '" + a + "'", "in a"},
 		{"SET search_path TO " + b, "in b"},
 	} {
-		both(c, tc.set)
-		if hits := reads(c, tc.set, tc.want); hits < 2 {
+		c.both(tc.set)
+		if hits := c.reads(tc.set, tc.want); hits < 2 {
 			t.Fatalf("after %s: %d of 3 reads were hits", tc.set, hits)
 		}
 	}
 	// A SET behind another statement of one Query changes the session
 	// as much: relayed from then on, still right.
 	c2 := dial()
-	both(c2, "SET search_path TO "+b)
-	reads(c2, "before a SET behind a SELECT", "in b")
-	both(c2, "SELECT 1; SET search_path TO "+a)
-	if hits := reads(c2, "after a SET behind a SELECT", "in a"); hits != 0 {
+	c2.both("SET search_path TO " + b)
+	c2.reads("before a SET behind a SELECT", "in b")
+	c2.both("SELECT 1; SET search_path TO " + a)
+	if hits := c2.reads("after a SET behind a SELECT", "in a"); hits != 0 {
 		t.Fatalf("%d hits after a SET behind a SELECT", hits)
 	}
 	// Inside a transaction: relayed from then on, still right.
-	both(c, "BEGIN")
-	both(c, "SET search_path TO "+a)
-	both(c, "ROLLBACK")
-	if hits := reads(c, "after a rolled back SET", "in b"); hits != 0 {
+	c.both("BEGIN")
+	c.both("SET search_path TO " + a)
+	c.both("ROLLBACK")
+	if hits := c.reads("after a rolled back SET", "in b"); hits != 0 {
 		t.Fatalf("%d hits after a SET of the search path inside a transaction", hits)
 	}
+}
+
+// tenantRead reads the tenant table of the session's search path.
+const tenantRead = "SELECT v FROM tenant WHERE id = 1"
+
+// sidePair is a raw session through freshet and one straight to the
+// origin, sent the same statements.
+type sidePair struct {
+	t               *testing.T
+	m               *materialize.Materializer
+	read            string
+	through, direct *rawClient
+}
+
+func newSidePair(ctx context.Context, t *testing.T, f *upFixture, origin, read string) *sidePair {
+	return &sidePair{t: t, m: f.node.Materializer(), read: read,
+		through: dialHijacked(ctx, t, f.url()), direct: dialHijacked(ctx, t, origin)}
+}
+
+// both sends sql to both sessions.
+func (p *sidePair) both(sql string) {
+	p.t.Helper()
+	p.through.roundTrip(&pgproto3.Query{String: sql})
+	p.direct.roundTrip(&pgproto3.Query{String: sql})
+}
+
+// reads reads three times on both, wants the same bytes, with want in
+// them, and returns how many were hits.
+func (p *sidePair) reads(what, want string) (hits uint64) {
+	p.t.Helper()
+	before := p.m.Stats().Hits
+	for i := range 3 {
+		q := &pgproto3.Query{String: p.read}
+		got, exp := p.through.roundTrip(q), p.direct.roundTrip(q)
+		if !bytes.Equal(got, exp) || !bytes.Contains(got, []byte(want)) {
+			p.t.Fatalf("%s, read %d: through freshet %q, direct %q, want %q", what, i, got, exp, want)
+		}
+	}
+	return p.m.Stats().Hits - before
 }
 
 // npgsqlReset is what Npgsql sends when a pooled connection that keeps

@@ -18,11 +18,12 @@ import (
 // upFixture is an embedded freshet (the `freshet up` wiring) in front of
 // the test environment's PostgreSQL, over tables of its own.
 type upFixture struct {
-	t     *testing.T
-	name  string
-	super *pgx.Conn
-	node  *embedded.Node
-	addr  string
+	t      *testing.T
+	name   string
+	origin string // the superuser's URL of the origin database
+	super  *pgx.Conn
+	node   *embedded.Node
+	addr   string
 
 	stopOnce sync.Once
 	stop     context.CancelFunc
@@ -51,10 +52,17 @@ func startUp(t *testing.T, tables []string, ddl string, hooks materialize.Hooks,
 // runs after the DDL ({name} replaced), with the superuser connection.
 func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Hooks, bound time.Duration, setup func(f *upFixture, cfg *embedded.Config)) *upFixture {
 	t.Helper()
+	return startUpAt(t, testenv.PostgresURL(t), tables, ddl, hooks, bound, setup)
+}
+
+// startUpAt is startUpWith against the database of origin, a superuser's
+// URL.
+func startUpAt(t *testing.T, origin string, tables []string, ddl string, hooks materialize.Hooks, bound time.Duration, setup func(f *upFixture, cfg *embedded.Config)) *upFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	f := &upFixture{t: t, name: testenv.UniqueName("up")}
-	super, err := pgx.Connect(ctx, testenv.PostgresURL(t))
+	f := &upFixture{t: t, name: testenv.UniqueName("up"), origin: origin}
+	super, err := pgx.Connect(ctx, origin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +75,7 @@ func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Ho
 		qualified = append(qualified, "public."+f.table(tbl))
 	}
 	cfg := embedded.Config{
-		Origin: testenv.PostgresURL(t), Listen: "127.0.0.1:0", Slot: f.name + "_slot", Publication: f.name + "_pub",
+		Origin: origin, Listen: "127.0.0.1:0", Slot: f.name + "_slot", Publication: f.name + "_pub",
 		Tables: qualified, Heartbeat: 20 * time.Millisecond, StalenessBound: bound, Hooks: hooks,
 		CacheBytes: 64 << 20,
 		// Other tests create tables in the same database all the time:
@@ -119,7 +127,7 @@ func startUpWith(t *testing.T, tables []string, ddl string, hooks materialize.Ho
 func (f *upFixture) table(short string) string { return f.name + "_" + short }
 
 // url is the superuser's URL pointed at freshet.
-func (f *upFixture) url() string { return withHost(testenv.PostgresURL(f.t), f.addr) }
+func (f *upFixture) url() string { return withHost(f.origin, f.addr) }
 
 func (f *upFixture) connect(ctx context.Context) *pgx.Conn {
 	f.t.Helper()

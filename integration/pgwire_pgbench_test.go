@@ -19,13 +19,23 @@ import (
 // test ends.
 func pgbenchDB(ctx context.Context, t testing.TB, scale string) string {
 	t.Helper()
+	db := ownDatabase(ctx, t, "pgbench")
+	pgbench(ctx, t, "-i", "-q", "-s", scale, db)
+	return db
+}
+
+// ownDatabase creates a database of the test's own, dropped at cleanup,
+// and returns the superuser's URL of it: for what would disturb the
+// other tests sharing the default one.
+func ownDatabase(ctx context.Context, t testing.TB, prefix string) string {
+	t.Helper()
 	super := testenv.PostgresURL(t)
 	conn, err := pgx.Connect(ctx, super)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	name := testenv.UniqueName("pgbench")
+	name := testenv.UniqueName(prefix)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +54,6 @@ func pgbenchDB(ctx context.Context, t testing.TB, scale string) string {
 	})
 	u, _ := url.Parse(super)
 	u.Path = "/" + name
-	pgbench(ctx, t, "-i", "-q", "-s", scale, u.String())
 	return u.String()
 }
 

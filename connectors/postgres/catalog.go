@@ -111,7 +111,7 @@ func (l *CatalogLoader) load(ctx context.Context) (*analyze.Snapshot, error) {
 	}{
 		{"schemas", loadSchemas}, {"relations", loadRelations}, {"columns", loadColumns},
 		{"children", loadChildren}, {"functions", loadFunctions}, {"operators", loadOperators},
-		{"role memberships", loadMemberships},
+		{"role memberships", loadMemberships}, {"settings functions", loadSettingsFunctions},
 	}
 	for _, s := range steps {
 		if err := s.load(ctx, tx, &d); err != nil {

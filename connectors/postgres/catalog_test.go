@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,47 @@ func qualify(schema, tables string) string {
 		parts[i] = schema + "." + p
 	}
 	return strings.Join(parts, ",")
+}
+
+// TestCatalogLoaderSettingsFunctions: the functions whose bodies set a
+// setting PostgreSQL does not report, in PL/pgSQL or a SQL-standard body,
+// are found; one whose own SET clause is restored on return is not. No
+// trigger here: the database is shared, and a trigger of this kind makes
+// every freshet's writes there suspect (integration's
+// TestFreshetUpSettingsFunctions has one, in a database of its own).
+func TestCatalogLoaderSettingsFunctions(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn := catalogConn(t, ctx)
+	s := testenv.UniqueName("setfn")
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+s+" CASCADE")
+	})
+	catalogExec(t, ctx, conn,
+		"CREATE SCHEMA "+s,
+		"CREATE FUNCTION "+s+"."+s+"_plpgsql() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET search_path TO "+s+"; END $$",
+		"CREATE FUNCTION "+s+"."+s+"_atomic() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT pg_catalog.set_config('bytea_output', 'escape', false); END",
+		"CREATE FUNCTION "+s+"."+s+"_caller() RETURNS text LANGUAGE sql AS $$ SELECT "+s+"."+s+"_atomic() $$",
+		"CREATE FUNCTION "+s+"."+s+"_own_clause() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'",
+	)
+	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := loader.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ := snap.SettingsFunctions()
+	for fn, want := range map[string]bool{s + "_plpgsql": true, s + "_atomic": true, s + "_caller": true, s + "_own_clause": false} {
+		if got := slices.Contains(names, fn); got != want {
+			t.Errorf("%s among the settings functions: %v, want %v (%q)", fn, got, want, names)
+		}
+	}
+	if !snap.MayChangeSettings("SELECT "+s+"."+s+"_caller()", func() bool { return false }) {
+		t.Error("a call of the caller is not seen")
+	}
 }
 
 func TestNewCatalogLoaderRequiresDB(t *testing.T) {

@@ -11,6 +11,7 @@ type Snapshot struct {
 	// memberships are the role memberships, which decide whose privileges
 	// a role has; compared, never analyzed.
 	memberships string
+	settings    settingsFunctions
 }
 
 var _ Catalog = (*Snapshot)(nil)
@@ -26,6 +27,11 @@ type SnapshotData struct {
 	// Memberships are the origin's role memberships as text: a GRANT of a
 	// role changes them, and with them who may read what was cached.
 	Memberships string `json:"memberships,omitempty"`
+	// SettingsFunctions name the functions that may change a setting
+	// PostgreSQL does not report (MayChangeSettings); SettingsTriggers is
+	// set when one of them is a trigger or event trigger function.
+	SettingsFunctions []string `json:"settings_functions,omitempty"`
+	SettingsTriggers  bool     `json:"settings_triggers,omitempty"`
 }
 
 // NewSnapshot indexes d. Temporary relations are indexed by name only:
@@ -38,6 +44,7 @@ func NewSnapshot(d SnapshotData) *Snapshot {
 		schemas:     map[string]bool{"pg_catalog": true},
 		operators:   map[string]Volatility{},
 		memberships: d.Memberships,
+		settings:    newSettingsFunctions(d.SettingsFunctions, d.SettingsTriggers),
 	}
 	for _, n := range d.Schemas {
 		s.schemas[n] = true

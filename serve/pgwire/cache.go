@@ -202,8 +202,11 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 		// One read, maybe: the hit path. A SELECT ... INTO TEMP looked
 		// up is caught by its analysis (lookup).
 		if !s.cacheIdle() {
-			if createsTemporary(st) {
+			switch {
+			case createsTemporary(st):
 				c.setUnknown(uncachedTemporary)
+			case s.mayChangeSettings(st):
+				c.setUnknown(uncachedSettingsFunction)
 			}
 			// Not looked at, so not known to be a plain read.
 			c.req.FencePending = true
@@ -223,6 +226,9 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 	case reason != "":
 		c.setUnknown(reason)
 		c.req.FencePending = true // EXECUTE, FETCH ... may write
+	case s.mayChangeSettings(st):
+		c.setUnknown(uncachedSettingsFunction)
+		c.req.FencePending = true
 	case st.Class != materialize.ClassSessionState:
 		c.req.FencePending = true
 	}
@@ -237,6 +243,9 @@ func (s *session) lookup(ctx context.Context, r *bufio.Reader, total int) (bool,
 	a, key := s.srv.cfg.Cache.Lookup(ctx, &c.req, c.key)
 	if a.Reason == string(analyze.ReasonSelectInto) && createsTemporary(materialize.Classify(c.req.SQL)) {
 		c.setUnknown(uncachedTemporary)
+	}
+	if a.Entry == nil && s.mayChangeSettings(materialize.Classify(c.req.SQL)) {
+		c.setUnknown(uncachedSettingsFunction) // the read runs at the origin
 	}
 	c.key = key
 	c.req.SQL = "" // it may alias the read buffer
@@ -547,6 +556,11 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 	if reason := uncachedBy(st); reason != "" {
 		// SET ROLE, SET search_path ... through the extended protocol.
 		c.setUnknown(reason)
+		return false
+	}
+	if s.mayChangeSettings(st) {
+		// Looked at when parsed: a statement parsed is run, mostly.
+		c.setUnknown(uncachedSettingsFunction)
 		return false
 	}
 	if st.Class == materialize.ClassSessionState {

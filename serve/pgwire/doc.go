@@ -94,7 +94,9 @@
 // into the fill. A SET or RESET of a setting the origin reports back
 // (TimeZone, DateStyle, IntervalStyle; the reported value goes into the
 // key) or of one that never changes an answer's bytes keeps the session
-// known (settings.go); any other, DISCARD, set_config, a client encoding
+// known (settings.go); any other, DISCARD, set_config, a statement that
+// may run one of the origin's functions that sets what PostgreSQL does
+// not report (materialize.SettingsWatcher), a client encoding
 // other than UTF-8 or an unknown ParameterStatus make it unknown
 // (relayed only). Anything that may have written makes the next cached
 // read wait for the change stream to pass the origin's position.

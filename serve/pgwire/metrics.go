@@ -26,7 +26,7 @@ func newServerMetrics(reg prometheus.Registerer, clients func() float64) *server
 		}, []string{"result"}),
 		uncached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "freshet_pgwire_sessions_uncached_total",
-			Help: "Sessions no longer answered from the cache (relayed from then on), by why: setting (a SET the cache does not follow), set_config, session_state (DISCARD, PREPARE, DECLARE, LISTEN...), temporary_relation, parameter_status, encoding (not UTF-8, or nonstandard strings), duplicate_statement, large_statement.",
+			Help: "Sessions no longer answered from the cache (relayed from then on), by why: setting (a SET the cache does not follow), set_config, session_state (DISCARD, PREPARE, DECLARE, LISTEN...), temporary_relation, parameter_status, encoding (not UTF-8, or nonstandard strings), duplicate_statement, large_statement, settings_function (a statement that may run one of the origin's functions that SET what PostgreSQL does not report).",
 		}, []string{"reason"}),
 	}
 	if reg == nil {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/freshetdb/freshet/materialize"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -31,6 +33,8 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	greetings greetings // for logins under transaction pooling
+	// settings is cfg.Cache's SettingsWatcher, if it is one.
+	settings materialize.SettingsWatcher
 
 	loop       *eventLoop // started by the first session it relays
 	loopFailed bool
@@ -52,6 +56,7 @@ func New(cfg Config) (*Server, error) {
 
 		loopStats: newLoopStats(cfg.Registerer),
 	}
+	s.settings, _ = cfg.Cache.(materialize.SettingsWatcher)
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.metrics = newServerMetrics(cfg.Registerer, func() float64 { return float64(s.clients.Load()) })
 	return s, nil

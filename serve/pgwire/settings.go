@@ -51,8 +51,16 @@ const (
 	uncachedParameterStatus    = "parameter_status"   // the origin reported a setting not followed
 	uncachedEncoding           = "encoding"           // a client encoding other than UTF-8, or nonstandard strings
 	uncachedDuplicateStatement = "duplicate_statement"
-	uncachedLargeStatement     = "large_statement" // a Parse too large to look at
+	uncachedLargeStatement     = "large_statement"   // a Parse too large to look at
+	uncachedSettingsFunction   = "settings_function" // a function of the origin's that may SET what is not reported
 )
+
+// mayChangeSettings reports a statement on its way to the origin that may
+// change, through one of the origin's functions, a setting the front end
+// cannot see (materialize.SettingsWatcher).
+func (s *session) mayChangeSettings(st materialize.Statement) bool {
+	return s.srv.settings != nil && s.srv.settings.MayChangeSettings(st)
+}
 
 // uncachedBy returns why the statement st makes its session unknown, or
 // "" when it does not (a read, a write, a SET the cache follows). Each

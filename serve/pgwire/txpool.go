@@ -252,7 +252,7 @@ func (s *session) trackSQL(sql string, viaParse bool) {
 		return
 	}
 	st := materialize.Classify(sql)
-	if containsFold(sql, "advisory_lock") && !containsFold(sql, "xact") || containsFold(sql, "set_config") {
+	if containsFold(sql, "advisory_lock") && !containsFold(sql, "xact") || containsFold(sql, "set_config") || s.mayChangeSettings(st) {
 		tx.pinned = true
 		return
 	}

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/freshetdb/freshet/materialize"
 )
 
 func TestTrackSQL(t *testing.T) {
@@ -35,10 +38,11 @@ func TestTrackSQL(t *testing.T) {
 		{name: "cursor", sql: "DECLARE c CURSOR WITH HOLD FOR SELECT 1", pinned: true},
 		{name: "load", sql: "LOAD 'auto_explain'", pinned: true},
 		{name: "notify does not pin", sql: "NOTIFY ch"},
+		{name: "a function that sets what is not reported", sql: "SELECT app.to_b()", pinned: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &session{tx: &txState{cur: &OriginConn{}}}
+			s := &session{srv: &Server{settings: settingsFunction("to_b")}, tx: &txState{cur: &OriginConn{}}}
 			s.txStatus.Store('I')
 			s.trackSQL(tt.sql, tt.parse)
 			if s.tx.pinned != tt.pinned || (len(s.tx.sets) == 1) != tt.tracked {
@@ -51,8 +55,16 @@ func TestTrackSQL(t *testing.T) {
 	}
 }
 
+// settingsFunction is a materialize.SettingsWatcher that knows one
+// function, by a substring of the statement.
+type settingsFunction string
+
+func (f settingsFunction) MayChangeSettings(st materialize.Statement) bool {
+	return strings.Contains(st.SQL, string(f))
+}
+
 func TestTrackSQLInTransactionPins(t *testing.T) {
-	s := &session{tx: &txState{cur: &OriginConn{}}}
+	s := &session{srv: &Server{}, tx: &txState{cur: &OriginConn{}}}
 	s.txStatus.Store('T')
 	s.trackSQL("SET search_path = x", false)
 	if !s.tx.pinned || len(s.tx.sets) != 0 {

@@ -1,0 +1,118 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/freshetdb/freshet/materialize"
+	"github.com/freshetdb/freshet/materialize/analyze"
+)
+
+// userFunction is a function or procedure written in SQL or a procedural
+// language, as settingsFunctions reads it.
+type userFunction struct {
+	name    string
+	body    string
+	trigger bool // returns trigger or event_trigger
+}
+
+// loadSettingsFunctions finds the functions that may change a setting
+// PostgreSQL does not report (analyze.Snapshot.MayChangeSettings). A
+// function's own SET clause (proconfig) is restored when it returns and
+// is not read; C and internal functions are taken not to.
+func loadSettingsFunctions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotData) error {
+	// A SQL-standard body (BEGIN ATOMIC) is not in prosrc.
+	rows, _ := tx.Query(ctx, `
+		SELECT p.proname::text,
+		       CASE WHEN p.prosrc = '' AND l.lanname = 'sql' THEN pg_catalog.pg_get_functiondef(p.oid) ELSE p.prosrc END,
+		       p.prorettype IN ('pg_catalog.trigger'::pg_catalog.regtype, 'pg_catalog.event_trigger'::pg_catalog.regtype)
+		FROM pg_catalog.pg_proc p
+		JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+		JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+		WHERE p.prokind IN ('f', 'p') AND l.lanname NOT IN ('c', 'internal')
+		  AND n.nspname NOT IN `+systemSchemas)
+	var fns []userFunction
+	var f userFunction
+	_, err := pgx.ForEachRow(rows, []any{&f.name, &f.body, &f.trigger}, func() error {
+		fns = append(fns, f)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.SettingsFunctions, d.SettingsTriggers = settingsFunctions(fns)
+	return nil
+}
+
+// settingsFunctions returns, sorted, the names of the functions of fns
+// that may change an unreported setting (materialize.UnseenSettings) for
+// the rest of the session, and whether one is a trigger function. By the
+// words of its body, a function does when it calls set_config, runs a
+// SET or RESET of such a setting (or SET SCHEMA, RESET ALL) — in its own
+// text or a string it may EXECUTE — or names a function that does. It is
+// lexical and errs toward yes: an UPDATE ... SET role = ... counts too.
+func settingsFunctions(fns []userFunction) (names []string, triggers bool) {
+	words := make([]map[string]bool, len(fns))
+	flagged := map[string]bool{}
+	for i, f := range fns {
+		words[i] = map[string]bool{}
+		if setsUnseen(f.body, words[i]) {
+			flagged[strings.ToLower(f.name)] = true
+		}
+	}
+	// Callers of flagged functions, until none is added.
+	for grew := true; grew; {
+		grew = false
+		for i, f := range fns {
+			if flagged[strings.ToLower(f.name)] {
+				continue
+			}
+			for w := range words[i] {
+				if flagged[w] {
+					flagged[strings.ToLower(f.name)], grew = true, true
+					break
+				}
+			}
+		}
+	}
+	for _, f := range fns {
+		triggers = triggers || f.trigger && flagged[strings.ToLower(f.name)]
+	}
+	for n := range flagged {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, triggers
+}
+
+// setsUnseen reports whether body changes an unreported setting, by its
+// words, and collects its words into seen.
+func setsUnseen(body string, seen map[string]bool) bool {
+	found := false
+	var prev, prev2 string // the two words before
+	analyze.Words(body, func(w string) bool {
+		seen[w] = true
+		switch {
+		case w == "set_config":
+			found = true
+		case isSet(prev) && unseenSetting(w),
+			isSet(prev2) && (prev == "session" || prev == "local") && unseenSetting(w),
+			prev == "reset" && w == "all":
+			found = true
+		}
+		prev2, prev = prev, w
+		return true
+	})
+	return found
+}
+
+func isSet(w string) bool { return w == "set" || w == "reset" }
+
+// unseenSetting reports a setting name (or SET SCHEMA's keyword) whose
+// change PostgreSQL does not report.
+func unseenSetting(w string) bool {
+	return w == "schema" || slices.Contains(materialize.UnseenSettings, w)
+}
