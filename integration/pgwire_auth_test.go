@@ -287,6 +287,9 @@ func TestPgwireTLS(t *testing.T) {
 	for _, tt := range []struct{ name, url string }{
 		{"require", withSSLMode(t, base, "require")},
 		{"verify-full", withSSLMode(t, base, "verify-full") + "&sslrootcert=" + url.QueryEscape(ca.caFile)},
+		// libpq 17's TLS without an SSLRequest first, ALPN "postgresql".
+		{"direct", withSSLMode(t, base, "require") + "&sslnegotiation=direct"},
+		{"direct, verify-full", withSSLMode(t, base, "verify-full") + "&sslrootcert=" + url.QueryEscape(ca.caFile) + "&sslnegotiation=direct"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, err := pgx.Connect(ctx, tt.url)
@@ -303,6 +306,35 @@ func TestPgwireTLS(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a cancel over direct TLS", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, withSSLMode(t, base, "require")+"&sslnegotiation=direct")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_ = conn.PgConn().CancelRequest(ctx) // over direct TLS too, as pgx does
+		}()
+		start := time.Now()
+		_, err = conn.Exec(ctx, "SELECT pg_sleep(20)")
+		if got := pgCode(err); got != "57014" || time.Since(start) > 10*time.Second {
+			t.Fatalf("pg_sleep cancelled over direct TLS: %v after %v, want 57014", err, time.Since(start))
+		}
+	})
+	t.Run("direct without ALPN refused", func(t *testing.T) {
+		tc := tls.Client(dialRaw(t, p.addr), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // checks the ALPN rule, not the certificate
+		if err := tc.HandshakeContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tc.Write(startupBytes(t, "freshet_super")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := pgproto3.NewFrontend(tc, tc).Receive()
+		if e, ok := m.(*pgproto3.ErrorResponse); !ok || e.Code != pgwire.CodeProtocolViolation || !strings.Contains(e.Message, "ALPN") {
+			t.Fatalf("want a FATAL 08P01 about ALPN, got %#v, %v", m, err)
+		}
+	})
 	t.Run("verify-full with another CA", func(t *testing.T) {
 		other := newTestCA(t)
 		_, err := pgx.Connect(ctx, withSSLMode(t, base, "verify-full")+"&sslrootcert="+url.QueryEscape(other.caFile))

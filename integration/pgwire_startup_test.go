@@ -97,6 +97,24 @@ func TestPgwireBytesBeforeTLSRefused(t *testing.T) {
 	}
 }
 
+// TestPgwireDirectTLSWithoutTLS: a client that starts TLS directly at a
+// front end without TLS configured is closed, not read as a startup
+// packet, and a plaintext client still gets in.
+func TestPgwireDirectTLSWithoutTLS(t *testing.T) {
+	p := startProxy(t, pgwire.Config{})
+	tc := tls.Client(dialRaw(t, p.addr), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"postgresql"}}) //nolint:gosec // no certificate is ever shown
+	if err := tc.HandshakeContext(context.Background()); err == nil {
+		t.Fatal("a TLS handshake succeeded without TLS configured")
+	}
+	c := dialRaw(t, p.addr)
+	if _, err := c.Write(startupBytes(t, "freshet_super")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mustReceive(t, pgproto3.NewFrontend(c, c)).(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatal("a plaintext startup did not reach the origin's authentication")
+	}
+}
+
 // TestPgwireBadStartup: malformed startup packets get a clear FATAL and a
 // closed connection.
 func TestPgwireBadStartup(t *testing.T) {

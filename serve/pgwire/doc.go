@@ -8,7 +8,11 @@
 // GSSENCRequests (always 'N') and then a StartupMessage, or a CancelRequest.
 // Startup packets are read unbuffered, byte for byte, so nothing a client
 // sends after an SSLRequest can be mistaken for data that arrived inside TLS:
-// those bytes reach the TLS handshake, which rejects them.
+// those bytes reach the TLS handshake, which rejects them. A client may
+// also start TLS at once, without an SSLRequest (libpq 17's
+// sslnegotiation=direct): a first byte of 0x16 (a TLS ClientHello; a
+// startup packet's first byte is 0) starts the handshake, which must
+// choose the "postgresql" ALPN protocol, as PostgreSQL 17 requires.
 //
 // # Authentication
 //

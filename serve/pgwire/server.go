@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -35,6 +36,8 @@ type Server struct {
 	greetings greetings // for logins under transaction pooling
 	// settings is cfg.Cache's SettingsWatcher, if it is one.
 	settings materialize.SettingsWatcher
+	// tls is cfg.TLS offering the "postgresql" ALPN protocol.
+	tls *tls.Config
 
 	loop       *eventLoop // started by the first session it relays
 	loopFailed bool
@@ -57,6 +60,7 @@ func New(cfg Config) (*Server, error) {
 		loopStats: newLoopStats(cfg.Registerer),
 	}
 	s.settings, _ = cfg.Cache.(materialize.SettingsWatcher)
+	s.tls = serverTLS(cfg.TLS)
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.metrics = newServerMetrics(cfg.Registerer, func() float64 { return float64(s.clients.Load()) })
 	return s, nil

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -87,8 +88,20 @@ func (s *Server) startup(ctx context.Context, raw net.Conn) (sess *session, err 
 // (a *tls.Conn after an upgrade) and a nil StartupMessage for a cancel.
 func (s *Server) negotiate(ctx context.Context, raw net.Conn) (net.Conn, *pgproto3.StartupMessage, error) {
 	var conn net.Conn = raw
-	for {
-		code, body, err := readStartupPacket(conn)
+	var first [1]byte
+	if _, err := io.ReadFull(raw, first[:]); err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = io.MultiReader(bytes.NewReader(first[:]), raw) // the first packet's
+	if first[0] == tlsHandshakeRecord {
+		tc, err := s.directTLS(ctx, raw, first[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		conn, r = tc, tc
+	}
+	for ; ; r = conn {
+		code, body, err := readStartupPacket(r)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -97,7 +110,7 @@ func (s *Server) negotiate(ctx context.Context, raw net.Conn) (net.Conn, *pgprot
 			if _, ok := conn.(*tls.Conn); ok {
 				return nil, nil, fatalf(CodeProtocolViolation, nil, "SSLRequest inside TLS")
 			}
-			if s.cfg.TLS == nil {
+			if s.tls == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
 					return nil, nil, err
 				}
@@ -106,7 +119,7 @@ func (s *Server) negotiate(ctx context.Context, raw net.Conn) (net.Conn, *pgprot
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return nil, nil, err
 			}
-			tc := tls.Server(raw, s.cfg.TLS)
+			tc := tls.Server(raw, s.tls)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return nil, nil, fmt.Errorf("tls handshake: %w", err)
 			}
