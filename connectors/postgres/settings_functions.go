@@ -56,36 +56,41 @@ func loadSettingsFunctions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotDa
 // lexical and errs toward yes: an UPDATE ... SET role = ... counts too.
 func settingsFunctions(fns []userFunction) (names []string, triggers bool) {
 	words := make([]map[string]bool, len(fns))
+	lower := make([]string, len(fns))
 	flagged := map[string]bool{}
 	for i, f := range fns {
-		words[i] = map[string]bool{}
+		words[i], lower[i] = map[string]bool{}, strings.ToLower(f.name)
 		if setsUnseen(f.body, words[i]) {
-			flagged[strings.ToLower(f.name)] = true
+			flagged[lower[i]] = true
 		}
 	}
 	// Callers of flagged functions, until none is added.
 	for grew := true; grew; {
 		grew = false
-		for i, f := range fns {
-			if flagged[strings.ToLower(f.name)] {
-				continue
-			}
-			for w := range words[i] {
-				if flagged[w] {
-					flagged[strings.ToLower(f.name)], grew = true, true
-					break
-				}
+		for i := range fns {
+			if !flagged[lower[i]] && calls(words[i], flagged) {
+				flagged[lower[i]], grew = true, true
 			}
 		}
 	}
-	for _, f := range fns {
-		triggers = triggers || f.trigger && flagged[strings.ToLower(f.name)]
+	for i, f := range fns {
+		triggers = triggers || f.trigger && flagged[lower[i]]
 	}
 	for n := range flagged {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	return names, triggers
+}
+
+// calls reports whether a body's words name one of fns.
+func calls(words, fns map[string]bool) bool {
+	for w := range words {
+		if fns[w] {
+			return true
+		}
+	}
+	return false
 }
 
 // setsUnseen reports whether body changes an unreported setting, by its

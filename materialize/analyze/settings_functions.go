@@ -41,20 +41,7 @@ func (s *Snapshot) MayChangeSettings(sql string, mayFire func() bool) bool {
 	if len(sf.names) == 0 {
 		return false
 	}
-	return anyWord(sql, sf.names)
-}
-
-// AnyWord reports whether one of the words of s (Words) is in words.
-func AnyWord(s string, words map[string]bool) bool { return anyWord(s, words) }
-
-func anyWord(s string, words map[string]bool) bool {
-	var buf [64]byte
-	for w, i := nextWord(s, 0, buf[:0]); i >= 0; w, i = nextWord(s, i, buf[:0]) {
-		if words[string(w)] {
-			return true
-		}
-	}
-	return false
+	return AnyWord(sql, sf.names)
 }
 
 // SettingsFunctions returns the names MayChangeSettings looks for,

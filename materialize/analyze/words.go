@@ -16,6 +16,29 @@ func Words(s string, yield func(word string) bool) {
 	}
 }
 
+// AnyWord reports whether one of the words of s (Words) is in words; it
+// allocates nothing.
+func AnyWord(s string, words map[string]bool) bool {
+	var buf [64]byte
+	for w, i := nextWord(s, 0, buf[:0]); i >= 0; w, i = nextWord(s, i, buf[:0]) {
+		if words[string(w)] {
+			return true
+		}
+	}
+	return false
+}
+
+// HasWord reports whether w, a lower-case word, is one of the words of s.
+func HasWord(s, w string) bool {
+	var buf [64]byte
+	for word, i := nextWord(s, 0, buf[:0]); i >= 0; word, i = nextWord(s, i, buf[:0]) {
+		if string(word) == w {
+			return true
+		}
+	}
+	return false
+}
+
 // nextWord returns the first word of s at or after from, lower-cased in
 // buf (grown if it is too short), and where to look for the next one; -1
 // when there is none. With a buffer on the caller's stack, a caller that

@@ -222,13 +222,10 @@ func (s *session) cacheQuery(ctx context.Context, r *bufio.Reader, n int) (serve
 		s.followSearchPath(path, value)
 		return false, nil
 	}
-	switch reason := uncachedBy(st); {
+	switch reason := s.uncachedReason(st); {
 	case reason != "":
 		c.setUnknown(reason)
 		c.req.FencePending = true // EXECUTE, FETCH ... may write
-	case s.mayChangeSettings(st):
-		c.setUnknown(uncachedSettingsFunction)
-		c.req.FencePending = true
 	case st.Class != materialize.ClassSessionState:
 		c.req.FencePending = true
 	}
@@ -553,14 +550,11 @@ func (s *session) trackParse(r *bufio.Reader, n int) (unnamed bool) {
 		return false
 	}
 	st := materialize.Classify(string(sql))
-	if reason := uncachedBy(st); reason != "" {
-		// SET ROLE, SET search_path ... through the extended protocol.
+	if reason := s.uncachedReason(st); reason != "" {
+		// SET ROLE, SET search_path, a settings function ... through
+		// the extended protocol (looked at when parsed: a statement
+		// parsed is run, mostly).
 		c.setUnknown(reason)
-		return false
-	}
-	if s.mayChangeSettings(st) {
-		// Looked at when parsed: a statement parsed is run, mostly.
-		c.setUnknown(uncachedSettingsFunction)
 		return false
 	}
 	if st.Class == materialize.ClassSessionState {
@@ -674,29 +668,11 @@ func (s *session) abandonCapture() {
 func createsTemporary(st materialize.Statement) bool {
 	switch {
 	case st.Multi, isKeyword(st, "CREATE", "DO"):
-	case isKeyword(st, "SELECT", "WITH") && hasWord(st.SQL, "into"):
+	case isKeyword(st, "SELECT", "WITH") && analyze.HasWord(st.SQL, "into"):
 	default:
 		return false
 	}
-	return hasWord(st.SQL, "temp") || hasWord(st.SQL, "temporary") || containsFold(st.SQL, "pg_temp")
-}
-
-// hasWord reports whether s contains the lower-case ASCII word w, ignoring
-// case, not as part of a longer identifier.
-func hasWord(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		if (i > 0 && isIdentByte(s[i-1])) || (i+len(w) < len(s) && isIdentByte(s[i+len(w)])) {
-			continue
-		}
-		if containsFold(s[i:i+len(w)], w) {
-			return true
-		}
-	}
-	return false
-}
-
-func isIdentByte(c byte) bool {
-	return c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80
+	return analyze.HasWord(st.SQL, "temp") || analyze.HasWord(st.SQL, "temporary") || containsFold(st.SQL, "pg_temp")
 }
 
 // changesSettings reports a statement that may change session settings

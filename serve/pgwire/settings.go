@@ -62,6 +62,18 @@ func (s *session) mayChangeSettings(st materialize.Statement) bool {
 	return s.srv.settings != nil && s.srv.settings.MayChangeSettings(st)
 }
 
+// uncachedReason is uncachedBy(st), or else settings_function when st
+// may run one of the origin's functions that sets what is not reported.
+func (s *session) uncachedReason(st materialize.Statement) string {
+	if reason := uncachedBy(st); reason != "" {
+		return reason
+	}
+	if s.mayChangeSettings(st) {
+		return uncachedSettingsFunction
+	}
+	return ""
+}
+
 // uncachedBy returns why the statement st makes its session unknown, or
 // "" when it does not (a read, a write, a SET the cache follows). Each
 // statement of a multi-statement text is judged (a SET behind a SELECT
