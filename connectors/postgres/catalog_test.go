@@ -26,6 +26,29 @@ func catalogConn(t *testing.T, ctx context.Context) *pgx.Conn {
 	return conn
 }
 
+// ownDatabaseConn creates a database for the test, dropped at cleanup,
+// and opens a connection to it, closed before.
+func ownDatabaseConn(t *testing.T, ctx context.Context) *pgx.Conn {
+	t.Helper()
+	super := catalogConn(t, ctx)
+	name := testenv.UniqueName("own")
+	catalogExec(t, ctx, super, "CREATE DATABASE "+name)
+	t.Cleanup(func() {
+		_, _ = super.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+	})
+	cfg, err := pgx.ParseConfig(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = name
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
 func catalogExec(t *testing.T, ctx context.Context, conn *pgx.Conn, sqls ...string) {
 	t.Helper()
 	for _, sql := range sqls {
@@ -180,19 +203,15 @@ func qualify(schema, tables string) string {
 
 // TestCatalogLoaderSettingsFunctions: the functions whose bodies set a
 // setting PostgreSQL does not report, in PL/pgSQL or a SQL-standard body,
-// are found; one whose own SET clause is restored on return is not. No
-// trigger here: the database is shared, and a trigger of this kind makes
-// every freshet's writes there suspect (integration's
-// TestFreshetUpSettingsFunctions has one, in a database of its own).
+// are found; one whose own SET clause is restored on return is not. In a
+// database of its own: functions created in the shared one make other
+// tests' freshets purge their caches at their next catalog reload.
 func TestCatalogLoaderSettingsFunctions(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn := catalogConn(t, ctx)
+	conn := ownDatabaseConn(t, ctx)
 	s := testenv.UniqueName("setfn")
-	t.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+s+" CASCADE")
-	})
 	catalogExec(t, ctx, conn,
 		"CREATE SCHEMA "+s,
 		"CREATE FUNCTION "+s+"."+s+"_plpgsql() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET search_path TO "+s+"; END $$",
