@@ -22,9 +22,9 @@ import (
 // transactions at once (the rest wait their turn); cached reads and
 // logins need no backend, so they are answered while every backend is
 // taken; a client
-// that waits past --pool-wait-timeout is refused with 53300, and one that
-// cancels its request or hangs up while it waits stops waiting, its
-// request never run.
+// that waits past --pool-wait-timeout is refused with 53300; one that
+// cancels its request while it waits gets 57014 for it and goes on, and
+// one that hangs up stops waiting, their requests never run.
 func TestFreshetUpPoolSize(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -142,23 +142,34 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		}
 
 		// A client cancels its write while it waits: the wait ends with
-		// 57014, and the write never reaches the origin.
-		cancelled := make(chan error, 1)
-		go func() {
-			_, err := canceller.Exec(ctx, insert(101))
-			cancelled <- err
-		}()
-		waitFor(1)
-		if err := canceller.PgConn().CancelRequest(ctx); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-cancelled:
-			if code := pgCode(err); code != "57014" {
-				t.Fatalf("a write cancelled while it waited: %v (code %q), want 57014", err, code)
+		// 57014, as a cancelled statement does, the session goes on, and
+		// the write never reaches the origin. Through the simple protocol
+		// and the extended one (pgx prepares the statement with args).
+		for _, write := range []func() error{
+			func() error { _, err := canceller.Exec(ctx, insert(101)); return err },
+			func() error {
+				_, err := canceller.Exec(ctx, "INSERT INTO "+f.table("t")+" VALUES ($1, 0)", 102)
+				return err
+			},
+		} {
+			cancelled := make(chan error, 1)
+			go func() { cancelled <- write() }()
+			waitFor(1)
+			if err := canceller.PgConn().CancelRequest(ctx); err != nil {
+				t.Fatal(err)
 			}
-		case <-time.After(700 * time.Millisecond):
-			t.Fatal("the cancelled write still waits")
+			select {
+			case err := <-cancelled:
+				if code := pgCode(err); code != "57014" {
+					t.Fatalf("a write cancelled while it waited: %v (code %q), want 57014", err, code)
+				}
+			case <-time.After(700 * time.Millisecond):
+				t.Fatal("the cancelled write still waits")
+			}
+			waitFor(0)
+			if canceller.IsClosed() {
+				t.Fatal("the cancel ended the session, not only its request")
+			}
 		}
 
 		start := time.Now()
@@ -198,9 +209,12 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		if _, err := late.Exec(ctx, "SELECT pg_backend_pid()"); err != nil {
 			t.Fatalf("a query once the transactions ended: %v", err)
 		}
+		if _, err := canceller.Exec(ctx, "SELECT pg_backend_pid()"); err != nil {
+			t.Fatalf("a query of the client whose requests were cancelled, once the transactions ended: %v", err)
+		}
 		time.Sleep(200 * time.Millisecond)
 		var n int
-		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM "+f.table("t")+" WHERE id IN (100, 101)").Scan(&n); err != nil || n != 0 {
+		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM "+f.table("t")+" WHERE id IN (100, 101, 102)").Scan(&n); err != nil || n != 0 {
 			t.Fatalf("rows of the writes cancelled or abandoned while waiting: %d, %v; want 0", n, err)
 		}
 	})

@@ -596,10 +596,15 @@ func (s *session) trackClose(r *bufio.Reader, n int) {
 		return
 	}
 	name, _, _ := bytes.Cut(b[6:], []byte{0})
-	if len(name) == 0 {
-		s.cache.unnamed.forget()
+	s.cache.forgetStatement(string(name))
+}
+
+// forgetStatement drops what the session knows of a prepared statement.
+func (c *cacheState) forgetStatement(name string) {
+	if name == "" {
+		c.unnamed.forget()
 	}
-	delete(s.cache.stmts, string(name))
+	delete(c.stmts, name)
 }
 
 // captureMessage adds an origin message of total bytes to the fill in

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -225,7 +226,7 @@ func (fullPool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) { _
 
 // waitingSession starts a transaction-pooled session whose request
 // waits for a backend from a full pool, and returns once it waits.
-func waitingSession(t *testing.T) (sess *session, client *scriptConn, done chan struct{}) {
+func waitingSession(t *testing.T, script []byte) (sess *session, client *scriptConn, done chan struct{}) {
 	t.Helper()
 	fc := &fakeConnector{}
 	pool := fullPool{waiting: make(chan struct{})}
@@ -233,7 +234,7 @@ func waitingSession(t *testing.T) (sess *session, client *scriptConn, done chan 
 	if err != nil {
 		t.Fatal(err)
 	}
-	client = newScriptConn(msg('Q', "select 1\x00"), true)
+	client = newScriptConn(script, true)
 	origin, err := fc.Connect(context.Background(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +261,7 @@ func waitingSession(t *testing.T) (sess *session, client *scriptConn, done chan 
 // ends with 57P01 when the Server drains, without waiting out the
 // pool's own limit: nothing it asked for reached the origin.
 func TestShutdownEndsAWaitForABackend(t *testing.T) {
-	sess, client, done := waitingSession(t)
+	sess, client, done := waitingSession(t, msg('Q', "select 1\x00"))
 	res := shutdownAsync(sess, 30*time.Second)
 	waitEnded(t, done, "the drain left the session waiting for a backend")
 	if got := lastErrorCode(t, client.written()); got != CodeAdminShutdown {
@@ -269,17 +270,44 @@ func TestShutdownEndsAWaitForABackend(t *testing.T) {
 	shutdownReturns(t, res, nil)
 }
 
-// A CancelRequest for a session waiting for a backend ends the wait with
-// 57014: there is no backend to cancel, and the request must not run
-// once one comes free.
+// A CancelRequest for a session waiting for a backend ends the wait as
+// PostgreSQL ends a cancelled statement, and the session goes on: an
+// ERROR 57014 and ReadyForQuery, the rest of an extended-protocol batch
+// discarded up to its Sync. There is no backend to cancel, and the
+// request must not run once one comes free.
 func TestCancelEndsAWaitForABackend(t *testing.T) {
-	sess, client, done := waitingSession(t)
-	sess.cancelOrigin(context.Background())
-	waitEnded(t, done, "the cancel left the session waiting for a backend")
-	if got := lastErrorCode(t, client.written()); got != CodeQueryCanceled {
-		t.Fatalf("client got %q: SQLSTATE %q, want %q", client.written(), got, CodeQueryCanceled)
-	}
-	if n := sess.srv.cfg.Connector.(*fakeConnector).cancelCount(); n != 0 {
-		t.Errorf("%d cancels sent to the origin for a request that never reached it", n)
+	for _, tc := range []struct {
+		name   string
+		script []byte
+	}{
+		{"simple query", msg('Q', "select 1\x00")},
+		{"extended batch", cat(
+			msg('P', "s1\x00select 1\x00\x00\x00"),
+			msg('B', "\x00s1\x00\x00\x00\x00\x00\x00\x00"),
+			msg('D', "P\x00"),
+			msg('E', "\x00\x00\x00\x00\x00"),
+			msg('H', ""),
+			msg('S', ""))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess, client, done := waitingSession(t, cat(tc.script, msg('X', "")))
+			sess.cancelOrigin(context.Background())
+			waitEnded(t, done, "the session did not go on to the client's Terminate after the cancel")
+			got := client.written()
+			var types []byte
+			for b := got; len(b) >= 5; b = b[1+binary.BigEndian.Uint32(b[1:]):] {
+				types = append(types, b[0])
+			}
+			if string(types) != "EZ" || !bytes.HasSuffix(got, []byte{'Z', 0, 0, 0, 5, 'I'}) {
+				t.Fatalf("client got %q, want an ErrorResponse and ReadyForQuery (idle)", got)
+			}
+			var e pgproto3.ErrorResponse
+			if err := e.Decode(got[5 : len(got)-6]); err != nil || e.Severity != "ERROR" || e.Code != CodeQueryCanceled {
+				t.Fatalf("client got %+v (%v), want ERROR %s", e, err, CodeQueryCanceled)
+			}
+			if n := sess.srv.cfg.Connector.(*fakeConnector).cancelCount(); n != 0 {
+				t.Errorf("%d cancels sent to the origin for a request that never reached it", n)
+			}
+		})
 	}
 }

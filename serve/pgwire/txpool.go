@@ -117,6 +117,9 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 	tx, r := s.tx, s.cr
 	var w *bufio.Writer
 	var wFor *OriginConn
+	// discarding: a cancelled extended-protocol request is being skipped
+	// up to its Sync (refuseCancelled).
+	var discarding bool
 	defer func() {
 		if w != nil {
 			_ = w.Flush()
@@ -136,10 +139,16 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 		if err := s.checkFrontend(typ, n); err != nil {
 			return err
 		}
-		switch typ {
-		case 'X':
+		if typ == 'X' {
 			return errTerminate
-		case 'Q':
+		}
+		if discarding {
+			if discarding, err = s.discardUntilSync(r, typ, n); err != nil {
+				return err
+			}
+			continue
+		}
+		if typ == 'Q' {
 			tx.unnamed.forget() // a simple Query destroys it
 		}
 		if s.cache != nil {
@@ -165,6 +174,12 @@ func (s *session) pumpTxClient(ctx context.Context) error {
 			// for a backend without the lock.
 			tx.mu.Unlock()
 			oc, err := s.acquireTx(ctx)
+			if errors.Is(err, errWaitCancelled) {
+				if discarding, err = s.refuseCancelled(r, typ, n, msg); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -315,13 +330,73 @@ func (s *session) acquireTx(ctx context.Context) (*OriginConn, error) {
 	var oe *OriginError
 	switch {
 	case errors.Is(err, ErrAbandoned) && s.tx.cancelled.Load():
-		return nil, fatalf(CodeQueryCanceled, err, "canceling statement due to user request (freshet: it was waiting for an origin connection)")
+		return nil, errWaitCancelled
 	case errors.As(err, &fe), errors.Is(err, ErrAbandoned):
 		return nil, err
 	case errors.As(err, &oe):
 		return nil, &Error{Severity: "FATAL", Code: oe.Response.Code, Message: oe.Response.Message, Err: err}
 	}
 	return nil, fatalf(CodeConnectionFailure, err, "freshet: could not connect to origin")
+}
+
+// errWaitCancelled: a CancelRequest ended the client pump's wait for a
+// backend. The request never reached the origin.
+var errWaitCancelled = errors.New("pgwire: request cancelled while waiting for an origin connection")
+
+// refuseCancelled answers the request whose wait for a backend a
+// CancelRequest ended as PostgreSQL answers a cancelled statement, and the
+// session goes on: an ErrorResponse (57014) and, for a simple Query or a
+// function call, ReadyForQuery at once; an extended-protocol message
+// starts a discard up to the batch's Sync (discarding), which is answered
+// with ReadyForQuery. The message that waited is consumed here unless
+// read already (msg). No backend is attached, so the session is idle.
+func (s *session) refuseCancelled(r *bufio.Reader, typ byte, n int, msg []byte) (discarding bool, err error) {
+	if msg == nil {
+		if _, err := r.Discard(n + 1); err != nil {
+			return false, s.clientErr(err)
+		}
+	}
+	if typ == 'P' && s.cache != nil {
+		// The cache saw the Parse (trackParse); the origin never did.
+		name, _, _ := bytes.Cut(msg[5:], []byte{0})
+		s.cache.forgetStatement(string(name))
+	}
+	out := encodeError(nil, &Error{Severity: "ERROR", Code: CodeQueryCanceled,
+		Message: "canceling statement due to user request (freshet: it was waiting for an origin connection)"})
+	discarding = typ != 'Q' && typ != 'F'
+	if !discarding {
+		out = append(out, 'Z', 0, 0, 0, 5, 'I')
+	}
+	return discarding, s.writeDetached(out)
+}
+
+// discardUntilSync skips a message of a cancelled extended-protocol batch;
+// its Sync ends the discard with ReadyForQuery, as PostgreSQL ends the
+// discard that follows an error.
+func (s *session) discardUntilSync(r *bufio.Reader, typ byte, n int) (discarding bool, err error) {
+	if _, err := r.Discard(n + 1); err != nil {
+		return true, s.clientErr(err)
+	}
+	if typ != 'S' {
+		return true, nil
+	}
+	s.cacheSync()
+	return false, s.writeDetached([]byte{'Z', 0, 0, 0, 5, 'I'})
+}
+
+// writeDetached writes b to the client of a session that holds no
+// backend, which leaves the client's writer to the client pump.
+func (s *session) writeDetached(b []byte) error {
+	tx := s.tx
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if _, err := tx.cw.Write(b); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	if err := tx.cw.Flush(); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	return nil
 }
 
 // watchWait watches a wait of the client pump for a backend: it is
