@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/freshetdb/freshet/internal/testenv"
 	"github.com/freshetdb/freshet/serve/pgwire"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestPgwireCancel cancels a pg_sleep from the client: the CancelRequest
@@ -95,4 +98,77 @@ func TestPgwireClientVanishes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestPgwirePeersCancel: two front ends as peers behind one address (a
+// TCP load balancer sends each connection to either): a CancelRequest
+// that reaches the front end not holding the session is forwarded to the
+// one that does, and the query is cancelled on the origin.
+func TestPgwirePeersCancel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lns, peers := make([]net.Listener, 2), map[int]string{}
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i], peers[i+1] = ln, ln.Addr().String()
+	}
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a := startProxyOn(t, pgwire.Config{PeerID: 1, Peers: peers, Registerer: regA}, lns[0])
+	b := startProxyOn(t, pgwire.Config{PeerID: 2, Peers: peers, Registerer: regB}, lns[1])
+	conn, err := pgx.Connect(ctx, b.url(t, testenv.PostgresURL(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pid, secret := conn.PgConn().PID(), conn.PgConn().SecretKey()
+	if peer := pid >> 23; peer != 2 {
+		t.Fatalf("process id %#x carries peer %d, want 2", pid, peer)
+	}
+	cancelled := make(chan struct{})
+	go func() {
+		defer close(cancelled)
+		time.Sleep(300 * time.Millisecond)
+		if err := rawCancel(ctx, a.addr, pid, secret); err != nil {
+			t.Errorf("cancel request to the other peer: %v", err)
+		}
+	}()
+	start := time.Now()
+	_, err = conn.Exec(ctx, "SELECT pg_sleep(20)")
+	if got := pgCode(err); got != "57014" {
+		t.Fatalf("pg_sleep cancelled through the other peer: got %v (SQLSTATE %q) after %v, want 57014", err, got, time.Since(start))
+	}
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("connection unusable after cancel: %v", err)
+	}
+	<-cancelled // the peer closes the client's cancel connection once it forwarded it
+	if n := metricValue(t, regA, "freshet_pgwire_cancel_requests_total", map[string]string{"outcome": "peer"}); n != 1 {
+		t.Errorf("the peer that got the cancel forwarded %v, want 1", n)
+	}
+	if n := metricValue(t, regB, "freshet_pgwire_cancel_requests_total", map[string]string{"outcome": "local"}); n != 1 {
+		t.Errorf("the peer holding the session cancelled %v, want 1", n)
+	}
+}
+
+// rawCancel sends a CancelRequest for pid and secret to addr and waits
+// for the server to close the connection, as libpq does.
+func rawCancel(ctx context.Context, addr string, pid uint32, secret []byte) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	m := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
+	m = binary.BigEndian.AppendUint32(m, 80877102)
+	m = binary.BigEndian.AppendUint32(m, pid)
+	if _, err := c.Write(append(m, secret...)); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.Copy(io.Discard, c)
+	return err
 }

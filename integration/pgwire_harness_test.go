@@ -25,6 +25,17 @@ type proxy struct {
 // stops when the test ends.
 func startProxy(t testing.TB, cfg pgwire.Config) *proxy {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startProxyOn(t, cfg, ln)
+}
+
+// startProxyOn starts a front end serving ln (relaying to the test
+// origin unless cfg has a Connector), stopped at the test's end.
+func startProxyOn(t testing.TB, cfg pgwire.Config, ln net.Listener) *proxy {
+	t.Helper()
 	if cfg.Connector == nil {
 		dialing, err := front.OriginDialing(testenv.PostgresURL(t))
 		if err != nil {
@@ -38,10 +49,7 @@ func startProxy(t testing.TB, cfg pgwire.Config) *proxy {
 	}
 	srv, err := pgwire.New(cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+		_ = ln.Close()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

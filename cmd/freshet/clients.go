@@ -25,6 +25,8 @@ func clientFlags(fs *flag.FlagSet, c *front.Clients) (check func() error) {
 	fs.IntVar(&c.PoolSize, "pool-size", int(envInt("FRESHET_POOL_SIZE", 0)), "most origin connections, lent to clients or idle, freshet opens for clients with --auth-url (PgBouncer's max_db_connections); a client that needs one more waits for one to come free; 0: no limit [FRESHET_POOL_SIZE]")
 	fs.DurationVar(&c.PoolWaitTimeout, "pool-wait-timeout", envDuration("FRESHET_POOL_WAIT_TIMEOUT", 2*time.Minute), "how long a client waits for a pooled origin connection before it is refused with 53300 [FRESHET_POOL_WAIT_TIMEOUT]")
 	fs.DurationVar(&c.PoolMaxLifetime, "pool-max-lifetime", envDuration("FRESHET_POOL_MAX_LIFETIME", time.Hour), "close a pooled origin connection open this long when it is next released or found idle (PgBouncer's server_lifetime); 0: no limit [FRESHET_POOL_MAX_LIFETIME]")
+	fs.IntVar(&c.PeerID, "peer-id", int(envInt("FRESHET_PEER_ID", 0)), "this node's id (1..255) among nodes behind one TCP load balancer, carried in the cancel keys it gives clients (PgBouncer's peer_id); 0: no peers [FRESHET_PEER_ID]")
+	peers := fs.String("peers", os.Getenv("FRESHET_PEERS"), "the nodes behind the same load balancer, id=host:port of each one's client listener, comma-separated and the same on every node; a CancelRequest for another node's session is forwarded to it (PgBouncer's [peers]) [FRESHET_PEERS]")
 	mode := fs.String("pool-mode", envOr("FRESHET_POOL_MODE", "session"), "session: a client keeps one origin connection; transaction: a client holds one only during a transaction (needs --auth-url) [FRESHET_POOL_MODE]")
 	return func() error {
 		switch *mode {
@@ -33,6 +35,12 @@ func clientFlags(fs *flag.FlagSet, c *front.Clients) (check func() error) {
 			c.TransactionPooling = true
 		default:
 			return fmt.Errorf("--pool-mode is session or transaction, not %q", *mode)
+		}
+		if *peers != "" {
+			var err error
+			if c.Peers, err = front.ParsePeers(*peers); err != nil {
+				return fmt.Errorf("--peers: %w", err)
+			}
 		}
 		return c.Validate()
 	}

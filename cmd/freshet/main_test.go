@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -93,12 +94,14 @@ func TestClientFlags(t *testing.T) {
 	t.Setenv("FRESHET_MAX_CLIENT_CONNS", "7")
 	t.Setenv("FRESHET_POOL_MODE", "transaction")
 	t.Setenv("FRESHET_POOL_SIZE", "20")
+	t.Setenv("FRESHET_PEERS", "1=10.0.0.1:5432, 2=[::1]:5433")
 	want := front.Clients{TLSCert: "c.pem", TLSKey: "k.pem", RequireTLS: true, MaxConns: 50, MaxMessageBytes: 1 << 20,
 		IdleTimeout: time.Minute, StatementTimeout: 3 * time.Second, AuthURL: "postgres://auth@h/db", TransactionPooling: true,
-		PoolSize: 20, PoolWaitTimeout: 30 * time.Second, PoolMaxLifetime: time.Hour, ShutdownTimeout: 10 * time.Second}
+		PoolSize: 20, PoolWaitTimeout: 30 * time.Second, PoolMaxLifetime: time.Hour, ShutdownTimeout: 10 * time.Second,
+		PeerID: 2, Peers: map[int]string{1: "10.0.0.1:5432", 2: "[::1]:5433"}}
 	flags := []string{"--origin", "postgres://h/db", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--require-tls",
 		"--max-client-conns", "50", "--max-message-bytes", "1048576", "--idle-timeout", "1m", "--auth-url", "postgres://auth@h/db",
-		"--pool-wait-timeout", "30s"}
+		"--pool-wait-timeout", "30s", "--peer-id", "2"}
 	var stderr bytes.Buffer
 	up, _, err := upFlags(flags, &stderr)
 	if err != nil {
@@ -109,7 +112,7 @@ func TestClientFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, got := range map[string]front.Clients{"up": up.Clients, "serve": serve.Clients} {
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: clients %+v, want %+v", name, got, want)
 		}
 	}
@@ -119,6 +122,19 @@ func TestClientFlags(t *testing.T) {
 	}
 	if _, _, err := upFlags([]string{"--origin", "postgres://h/db", "--pool-size", "5", "--pool-mode", "session"}, &stderr); err == nil {
 		t.Error("--pool-size without --auth-url was accepted")
+	}
+	for _, bad := range [][]string{
+		{"--peers", "1=h:1"},                         // no --peer-id
+		{"--peer-id", "256"},                         // out of range
+		{"--peer-id", "1", "--peers", "1=h"},         // no port
+		{"--peer-id", "1", "--peers", "x=h:1"},       // no id
+		{"--peer-id", "1", "--peers", "0=h:1"},       // id out of range
+		{"--peer-id", "1", "--peers", "2=h:1,2=h:2"}, // twice
+	} {
+		t.Setenv("FRESHET_PEERS", "")
+		if _, _, err := upFlags(append([]string{"--origin", "postgres://h/db"}, bad...), &stderr); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
 	}
 }
 

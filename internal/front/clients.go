@@ -3,6 +3,9 @@ package front
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/freshetdb/freshet/connectors/postgres"
@@ -55,6 +58,35 @@ type Clients struct {
 	// transaction may finish. Sessions left at the end are closed (their
 	// transactions roll back). 0: close every session at once.
 	ShutdownTimeout time.Duration
+	// PeerID and Peers make several nodes behind one TCP load balancer
+	// peers (PgBouncer's peer_id and [peers]): a client's CancelRequest
+	// that reaches a node other than the one holding its session is
+	// forwarded there. Peers maps each node's PeerID (1..255) to the
+	// host:port of its client listener, this node's own included or not,
+	// and must be the same on every node. PeerID 0: no peers.
+	PeerID int
+	Peers  map[int]string
+}
+
+// ParsePeers reads a peer list, "1=host:port,2=host:port".
+func ParsePeers(list string) (map[int]string, error) {
+	peers := make(map[int]string)
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(item, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(id))
+		if !ok || err != nil {
+			return nil, fmt.Errorf("peer %q is not id=host:port", item)
+		}
+		if _, dup := peers[n]; dup {
+			return nil, fmt.Errorf("peer id %d listed twice", n)
+		}
+		peers[n] = strings.TrimSpace(addr)
+	}
+	return peers, nil
 }
 
 // clientSide is what Clients add to a pgwire.Config, and what must be
@@ -79,6 +111,9 @@ func (c Clients) Validate() error {
 		c.PoolSize < 0 || c.PoolWaitTimeout < 0 || c.PoolMaxLifetime < 0:
 		return errors.New("client limits and timeouts must not be negative")
 	}
+	if err := pgwire.ValidatePeers(c.PeerID, c.Peers); err != nil {
+		return fmt.Errorf("--peer-id, --peers: %w", err)
+	}
 	return nil
 }
 
@@ -99,6 +134,7 @@ func (c Clients) apply(cfg *pgwire.Config, hostFits func(host string) bool) (cli
 	cfg.RequireTLS = c.RequireTLS
 	cfg.MaxClientConns, cfg.MaxMessageSize = c.MaxConns, c.MaxMessageBytes
 	cfg.IdleTimeout, cfg.StatementTimeout = c.IdleTimeout, c.StatementTimeout
+	cfg.PeerID, cfg.Peers = c.PeerID, c.Peers
 	if c.AuthURL == "" {
 		return side, nil
 	}

@@ -15,11 +15,14 @@ const cancelTimeout = 5 * time.Second
 // keyRegistry maps freshet's own BackendKeyData to the session holding
 // the origin backend, for CancelRequests.
 type keyRegistry struct {
-	mu sync.Mutex
-	m  map[uint32]*session
+	peer int // Config.PeerID, in every process id
+	mu   sync.Mutex
+	m    map[uint32]*session
 }
 
-func newKeyRegistry() *keyRegistry { return &keyRegistry{m: make(map[uint32]*session)} }
+func newKeyRegistry(peer int) *keyRegistry {
+	return &keyRegistry{peer: peer, m: make(map[uint32]*session)}
+}
 
 // add gives s a fresh process id and secret and registers it.
 func (r *keyRegistry) add(s *session) {
@@ -28,7 +31,7 @@ func (r *keyRegistry) add(s *session) {
 	defer r.mu.Unlock()
 	for {
 		_, _ = rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff // positive, as PostgreSQL's
+		pid := withPeer(binary.BigEndian.Uint32(b[:4]), r.peer) // positive, as PostgreSQL's
 		if _, taken := r.m[pid]; pid == 0 || taken {
 			continue
 		}
@@ -69,12 +72,30 @@ func (r *keyRegistry) lookup(pid uint32, secret []byte) *session {
 }
 
 // cancel forwards a client's CancelRequest to the origin backend serving
-// the session it names. As PostgreSQL does, it answers nothing either way.
+// the session it names, through the peer that holds the session when the
+// key is another peer's. As PostgreSQL does, it answers nothing either way.
 func (s *Server) cancel(ctx context.Context, pid uint32, secret []byte) {
+	addr, ok := s.peerFor(pid)
+	if !ok {
+		s.cancelLocal(ctx, pid, secret)
+		return
+	}
+	if err := forwardCancel(ctx, addr, pid, secret); err != nil {
+		s.metrics.cancel("peer_failed")
+		s.cfg.Logger.Warn("pgwire: forwarding a cancel request to a peer failed", "peer", peerOf(pid), "addr", addr, "err", err)
+		return
+	}
+	s.metrics.cancel("peer")
+}
+
+// cancelLocal cancels a session of this front end's.
+func (s *Server) cancelLocal(ctx context.Context, pid uint32, secret []byte) {
 	sess := s.keys.lookup(pid, secret)
 	if sess == nil {
+		s.metrics.cancel("unknown")
 		s.cfg.Logger.Debug("pgwire: cancel request for unknown key", "pid", pid)
 		return
 	}
+	s.metrics.cancel("local")
 	sess.cancelOrigin(ctx)
 }

@@ -3,6 +3,7 @@ package pgwire
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -64,6 +65,15 @@ type Config struct {
 	// answered there (Linux only; elsewhere the pumps relay everything).
 	// See ADR 0005.
 	NoEventLoop bool
+	// PeerID names this front end among peers, front ends behind one TCP
+	// load balancer (PgBouncer's peer_id): every BackendKeyData it sends
+	// carries it, so a peer that receives a CancelRequest for one of its
+	// sessions forwards the request here. 1..MaxPeerID; 0: no peers.
+	PeerID int
+	// Peers are the front ends' addresses (host:port of their client
+	// listeners) by PeerID. This one's own may be listed; it is skipped.
+	// Every peer must have the same list. Needs PeerID.
+	Peers map[int]string
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
 	// Registerer, when set, receives the front end's Prometheus metrics.
@@ -106,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RequireTLS && c.TLS == nil {
 		return c, errors.New("pgwire: RequireTLS needs Config.TLS")
+	}
+	if err := ValidatePeers(c.PeerID, c.Peers); err != nil {
+		return c, fmt.Errorf("pgwire: %w", err)
 	}
 	if c.Cache == nil {
 		c.Cache = materialize.PassThrough{}

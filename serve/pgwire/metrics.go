@@ -16,6 +16,7 @@ type serverMetrics struct {
 	// cache, by why: a session made unknown never reaches a lookup, so
 	// the materializer's bypass counts do not show it.
 	uncached *prometheus.CounterVec
+	cancels  *prometheus.CounterVec
 }
 
 func newServerMetrics(reg prometheus.Registerer, clients func() float64) *serverMetrics {
@@ -28,12 +29,17 @@ func newServerMetrics(reg prometheus.Registerer, clients func() float64) *server
 			Name: "freshet_pgwire_sessions_uncached_total",
 			Help: "Sessions no longer answered from the cache (relayed from then on), by why: setting (a SET the cache does not follow), set_config, session_state (DISCARD, PREPARE, DECLARE, LISTEN...), temporary_relation, parameter_status, encoding (not UTF-8, or nonstandard strings), duplicate_statement, large_statement, settings_function (a statement that may run one of the origin's functions that SET what PostgreSQL does not report).",
 		}, []string{"reason"}),
+		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "freshet_pgwire_cancel_requests_total",
+			Help: "CancelRequests by what became of them: local (a session of this front end's), peer (forwarded to the peer that holds the session), peer_failed (that peer could not be reached), unknown (no session has the key).",
+		}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m
 	}
 	m.startups = registerCounterVec(reg, m.startups)
 	m.uncached = registerCounterVec(reg, m.uncached)
+	m.cancels = registerCounterVec(reg, m.cancels)
 	// A second Server on the same registry keeps the first one's gauge.
 	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "freshet_pgwire_clients",
@@ -59,6 +65,11 @@ func registerCounterVec(reg prometheus.Registerer, cv *prometheus.CounterVec) *p
 // cache.
 func (m *serverMetrics) uncachedSession(reason string) {
 	m.uncached.WithLabelValues(reason).Inc()
+}
+
+// cancel counts a CancelRequest by its outcome.
+func (m *serverMetrics) cancel(outcome string) {
+	m.cancels.WithLabelValues(outcome).Inc()
 }
 
 // startup counts how a connection's startup ended.

@@ -53,7 +53,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:   cfg,
-		keys:  newKeyRegistry(),
+		keys:  newKeyRegistry(cfg.PeerID),
 		lns:   make(map[net.Listener]struct{}),
 		conns: make(map[net.Conn]struct{}),
 

@@ -135,6 +135,12 @@ func (s *Server) negotiate(ctx context.Context, raw net.Conn) (net.Conn, *pgprot
 			}
 			s.cancel(ctx, req.ProcessID, req.SecretKey)
 			return nil, nil, nil
+		case codePeerCancel:
+			if len(body) < 12 {
+				return nil, nil, fatalf(CodeProtocolViolation, nil, "malformed forwarded cancel request")
+			}
+			s.cancelLocal(ctx, binary.BigEndian.Uint32(body[4:]), body[8:])
+			return nil, nil, nil
 		default:
 			var m pgproto3.StartupMessage
 			if err := m.Decode(body); err != nil {
