@@ -144,3 +144,71 @@ func waitIdle(t *testing.T, pool interface{ Idle() int }, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPgwirePoolDropsEndedBackends: an origin backend that the origin
+// ends while it waits idle in the pool (pg_terminate_backend here; a
+// restart, a failover or idle_session_timeout alike) is not lent again:
+// the next session or transaction gets a live one, and its client sees
+// nothing, as under PgBouncer.
+func TestPgwirePoolDropsEndedBackends(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	super, err := pgx.Connect(ctx, testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(ctx)
+	terminate := func(t *testing.T, pid int) {
+		t.Helper()
+		if _, err := super.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			var n int
+			if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("backend %d still there after pg_terminate_backend", pid)
+			}
+		}
+	}
+	backend := func(t *testing.T, c *pgx.Conn) int {
+		t.Helper()
+		var pid int
+		if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatalf("a query after the origin ended an idle pooled backend: %v", err)
+		}
+		return pid
+	}
+	for _, mode := range []pgwire.Mode{pgwire.SessionMode, pgwire.TransactionMode} {
+		t.Run(map[pgwire.Mode]string{pgwire.SessionMode: "session", pgwire.TransactionMode: "transaction"}[mode], func(t *testing.T) {
+			p, _ := startPooledProxy(t, pgwire.Config{Mode: mode})
+			url := p.url(t, testenv.PostgresReplURL(t))
+			c1, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ended := backend(t, c1)
+			if mode == pgwire.SessionMode {
+				_ = c1.Close(ctx) // its backend goes back to the pool
+			}
+			terminate(t, ended)
+			c2, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatalf("a login after the origin ended an idle pooled backend: %v", err)
+			}
+			defer c2.Close(ctx)
+			if pid := backend(t, c2); pid == ended {
+				t.Fatalf("got the ended backend %d", pid)
+			}
+			if mode == pgwire.TransactionMode {
+				backend(t, c1)
+				_ = c1.Close(ctx)
+			}
+		})
+	}
+}

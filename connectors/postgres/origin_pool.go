@@ -92,14 +92,19 @@ func NewOriginPool(cfg PoolConfig) (*OriginPool, error) {
 	return &OriginPool{cfg: cfg, query: q, idle: make(map[string][]idleConn)}, nil
 }
 
-// Acquire lends the most recently released live backend for key, or
+// Acquire lends the most recently released live backend for key (one
+// the origin ended while idle is closed, see ended), or
 // opens one with dial when the pool has room, waiting for room when it
 // has none (MaxOpen).
 func (p *OriginPool) Acquire(ctx context.Context, key string, dial func() (*pgwire.OriginConn, error)) (*pgwire.OriginConn, error) {
 	p.mu.Lock()
-	if oc := p.takeIdle(key); oc != nil {
+	for oc := p.takeIdle(key); oc != nil; oc = p.takeIdle(key) {
 		p.mu.Unlock()
-		return oc, nil
+		if !ended(oc) {
+			return oc, nil
+		}
+		_ = oc.Conn.Close() // gives its room back
+		p.mu.Lock()
 	}
 	if p.closed {
 		p.mu.Unlock()

@@ -35,3 +35,15 @@ func BenchmarkOriginPoolLend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEnded is what lending an idle backend pays to find whether
+// the origin ended it meanwhile: one non-blocking peek at its socket.
+func BenchmarkEnded(b *testing.B) {
+	oc, _ := tcpBackend(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if ended(oc) {
+			b.Fatal("an idle backend taken for ended")
+		}
+	}
+}

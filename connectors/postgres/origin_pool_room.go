@@ -39,6 +39,7 @@ type countedConn struct {
 	pool   *OriginPool
 	opened time.Time
 	gone   atomic.Bool
+	peek   *socketPeek // nil when Conn has no socket
 }
 
 func (c *countedConn) Close() error {
@@ -89,7 +90,7 @@ func (p *OriginPool) dial(dial func() (*pgwire.OriginConn, error)) (*pgwire.Orig
 
 // track has the pool count oc's connection until it is closed.
 func (p *OriginPool) track(oc *pgwire.OriginConn) {
-	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now()}
+	oc.Conn = &countedConn{Conn: oc.Conn, pool: p, opened: time.Now(), peek: newSocketPeek(oc.Conn)}
 }
 
 // counted is oc's connection when this pool counts it, else nil.
