@@ -217,5 +217,23 @@ func TestFreshetUpPoolSize(t *testing.T) {
 		if err := f.super.QueryRow(ctx, "SELECT count(*) FROM "+f.table("t")+" WHERE id IN (100, 101, 102)").Scan(&n); err != nil || n != 0 {
 			t.Fatalf("rows of the writes cancelled or abandoned while waiting: %d, %v; want 0", n, err)
 		}
+
+		// The origin ends the idle backends (as a restart does): the next
+		// transaction gets a new one, and the pool counts those it closed.
+		var ended int
+		if err := f.super.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'", app).Scan(&ended); err != nil || ended == 0 {
+			t.Fatalf("ended %d idle backends: %v", ended, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); backends() > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the ended backends are still there")
+			}
+		}
+		if _, err := late.Exec(ctx, "SELECT pg_backend_pid()"); err != nil {
+			t.Fatalf("a query after the origin ended the idle backends: %v", err)
+		}
+		if got := metricValue(t, reg, "freshet_origin_pool_ended_total", nil); got < 1 {
+			t.Errorf("freshet_origin_pool_ended_total = %v after %d idle backends were ended, want at least 1", got, ended)
+		}
 	})
 }

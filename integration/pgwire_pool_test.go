@@ -186,7 +186,7 @@ func TestPgwirePoolDropsEndedBackends(t *testing.T) {
 	}
 	for _, mode := range []pgwire.Mode{pgwire.SessionMode, pgwire.TransactionMode} {
 		t.Run(map[pgwire.Mode]string{pgwire.SessionMode: "session", pgwire.TransactionMode: "transaction"}[mode], func(t *testing.T) {
-			p, _ := startPooledProxy(t, pgwire.Config{Mode: mode})
+			p, pool := startPooledProxy(t, pgwire.Config{Mode: mode})
 			url := p.url(t, testenv.PostgresReplURL(t))
 			c1, err := pgx.Connect(ctx, url)
 			if err != nil {
@@ -204,6 +204,9 @@ func TestPgwirePoolDropsEndedBackends(t *testing.T) {
 			defer c2.Close(ctx)
 			if pid := backend(t, c2); pid == ended {
 				t.Fatalf("got the ended backend %d", pid)
+			}
+			if n := pool.Ended(); n != 1 {
+				t.Errorf("the pool counted %d ended backends, want 1", n)
 			}
 			if mode == pgwire.TransactionMode {
 				backend(t, c1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/freshetdb/freshet/serve/pgwire"
@@ -59,6 +60,8 @@ type OriginPool struct {
 	open   int           // backends open: lent, idle or being dialled
 	queue  []*poolWaiter // sessions waiting for room, oldest first
 	closed bool
+
+	ended atomic.Int64 // idle backends found ended when lent
 }
 
 type idleConn struct {
@@ -103,6 +106,7 @@ func (p *OriginPool) Acquire(ctx context.Context, key string, dial func() (*pgwi
 		if !ended(oc) {
 			return oc, nil
 		}
+		p.ended.Add(1)
 		_ = oc.Conn.Close() // gives its room back
 		p.mu.Lock()
 	}
@@ -176,6 +180,10 @@ func (p *OriginPool) keep(key string, oc *pgwire.OriginConn) {
 		p.idle[key] = append(p.idle[key], idleConn{oc: oc, since: time.Now()})
 	}
 }
+
+// Ended is the number of idle backends the origin had ended, found and
+// closed when they were to be lent.
+func (p *OriginPool) Ended() int64 { return p.ended.Load() }
 
 // Idle is the number of idle backends the pool keeps.
 func (p *OriginPool) Idle() int {

@@ -40,6 +40,10 @@ func (m *poolMetrics) register(reg prometheus.Registerer, pool *postgres.OriginP
 		gauge("freshet_origin_pool_open", "Pooled origin connections open: lent to client sessions or idle.", pool.Open),
 		gauge("freshet_origin_pool_idle", "Pooled origin connections idle, kept for reuse.", pool.Idle),
 		gauge("freshet_origin_pool_waiting", "Client sessions waiting for a pooled origin connection (--pool-size reached).", pool.Waiting),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "freshet_origin_pool_ended_total",
+			Help: "Idle pooled origin connections that the origin had ended (a restart, a failover, pg_terminate_backend, idle_session_timeout), closed instead of being lent.",
+		}, func() float64 { return float64(pool.Ended()) }),
 	} {
 		_ = reg.Register(c)
 	}
