@@ -1,10 +1,10 @@
 package postgres
 
 import (
-	"crypto/tls"
 	"net"
 	"syscall"
 
+	"github.com/freshetdb/freshet/internal/sockets"
 	"github.com/freshetdb/freshet/serve/pgwire"
 )
 
@@ -37,15 +37,8 @@ type socketPeek struct {
 // newSocketPeek returns a peek at the socket under c, or nil when c has
 // none.
 func newSocketPeek(c net.Conn) *socketPeek {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := sockets.Raw(c)
+	if raw == nil {
 		return nil
 	}
 	p := &socketPeek{raw: raw}

@@ -1,12 +1,12 @@
 package pgwire
 
 import (
-	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/freshetdb/freshet/internal/sockets"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +19,7 @@ const clientGoneEvery = 100 * time.Millisecond
 // pipelined stays for the session. It looks every clientGoneEvery until
 // stop.
 func watchClient(c net.Conn, gone func()) (stop func()) {
-	rc := rawConn(c)
+	rc := sockets.Raw(c)
 	if rc == nil {
 		return func() {}
 	}
@@ -41,21 +41,6 @@ func watchClient(c net.Conn, gone func()) (stop func()) {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(quit) }) }
-}
-
-func rawConn(c net.Conn) syscall.RawConn {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
 }
 
 func hungUp(rc syscall.RawConn) bool {
