@@ -218,6 +218,7 @@ func TestCatalogLoaderSettingsFunctions(t *testing.T) {
 		"CREATE FUNCTION "+s+"."+s+"_atomic() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT pg_catalog.set_config('bytea_output', 'escape', false); END",
 		"CREATE FUNCTION "+s+"."+s+"_caller() RETURNS text LANGUAGE sql AS $$ SELECT "+s+"."+s+"_atomic() $$",
 		"CREATE FUNCTION "+s+"."+s+"_own_clause() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'",
+		"CREATE FUNCTION "+s+"."+s+"_dynamic(k text, v text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('SET %I = %L', k, v); END $$",
 	)
 	loader, err := postgres.NewCatalogLoader(postgres.CatalogConfig{DB: conn})
 	if err != nil {
@@ -228,7 +229,7 @@ func TestCatalogLoaderSettingsFunctions(t *testing.T) {
 		t.Fatal(err)
 	}
 	names, _ := snap.SettingsFunctions()
-	for fn, want := range map[string]bool{s + "_plpgsql": true, s + "_atomic": true, s + "_caller": true, s + "_own_clause": false} {
+	for fn, want := range map[string]bool{s + "_plpgsql": true, s + "_atomic": true, s + "_caller": true, s + "_own_clause": false, s + "_dynamic": true} {
 		if got := slices.Contains(names, fn); got != want {
 			t.Errorf("%s among the settings functions: %v, want %v (%q)", fn, got, want, names)
 		}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -52,7 +53,8 @@ func loadSettingsFunctions(ctx context.Context, tx pgx.Tx, d *analyze.SnapshotDa
 // the rest of the session, and whether one is a trigger function. By the
 // words of its body, a function does when it calls set_config, runs a
 // SET or RESET of such a setting (or SET SCHEMA, RESET ALL) — in its own
-// text or a string it may EXECUTE — or names a function that does. It is
+// text or a string it may EXECUTE — or of a setting named only when it
+// runs (dynamicSet), or names a function that does. It is
 // lexical and errs toward yes: an UPDATE ... SET role = ... counts too.
 func settingsFunctions(fns []userFunction) (names []string, triggers bool) {
 	words := make([]map[string]bool, len(fns))
@@ -93,10 +95,16 @@ func calls(words, fns map[string]bool) bool {
 	return false
 }
 
+// dynamicSet is a SET or RESET that starts a string of dynamic SQL and
+// whose setting is filled in when it runs: format('SET %I = %L', ...) or
+// 'SET ' || name. Which setting it changes cannot be read, so it counts.
+// A SET inside a dynamic statement (UPDATE %I SET %I = ...) does not.
+var dynamicSet = regexp.MustCompile(`(?i)[';]\s*(?:set|reset)\s+(?:(?:session|local)\s+)?(?:%|'\s*\|\|)`)
+
 // setsUnseen reports whether body changes an unreported setting, by its
 // words, and collects its words into seen.
 func setsUnseen(body string, seen map[string]bool) bool {
-	found := false
+	found := dynamicSet.MatchString(body)
 	var prev, prev2 string // the two words before
 	analyze.Words(body, func(w string) bool {
 		seen[w] = true
