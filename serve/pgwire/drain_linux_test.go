@@ -207,13 +207,16 @@ func TestShutdownStopsAccepting(t *testing.T) {
 	}
 }
 
-// fullPool has no backend to lend: Acquire waits until its context ends.
+// fullPool has no backend to lend: each Acquire says it waits on
+// waiting, and waits until its context ends or its client is found gone.
 type fullPool struct{ waiting chan struct{} }
+
+func newFullPool() fullPool { return fullPool{waiting: make(chan struct{}, 1)} }
 
 func (p fullPool) Acquire(ctx context.Context, _ string, _ func() (*OriginConn, error)) (*OriginConn, error) {
 	abandoned, stop := Abandoned(ctx)
 	defer stop()
-	close(p.waiting)
+	p.waiting <- struct{}{}
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -224,17 +227,16 @@ func (p fullPool) Acquire(ctx context.Context, _ string, _ func() (*OriginConn, 
 
 func (fullPool) Release(_ context.Context, _ string, oc *OriginConn, _ bool) { _ = oc.Conn.Close() }
 
-// waitingSession starts a transaction-pooled session whose request
-// waits for a backend from a full pool, and returns once it waits.
-func waitingSession(t *testing.T, script []byte) (sess *session, client *scriptConn, done chan struct{}) {
+// fullPoolSession starts a transaction-pooled session on pool whose
+// client sends script (and then holds the connection open, with hold).
+func fullPoolSession(t testing.TB, pool fullPool, script []byte, hold bool) (sess *session, client *scriptConn, done chan struct{}) {
 	t.Helper()
 	fc := &fakeConnector{}
-	pool := fullPool{waiting: make(chan struct{})}
-	srv, err := New(Config{Connector: fc, Mode: TransactionMode, Pool: pool, Verifiers: fakeVerifiers{}})
+	srv, err := New(Config{Connector: fc, Mode: TransactionMode, Pool: pool, Verifiers: fakeVerifiers{}, MaxMessageSize: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client = newScriptConn(script, true)
+	client = newScriptConn(script, hold)
 	origin, err := fc.Connect(context.Background(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +251,15 @@ func waitingSession(t *testing.T, script []byte) (sess *session, client *scriptC
 		defer close(done)
 		sess.run(context.Background())
 	}()
+	return sess, client, done
+}
+
+// waitingSession starts a transaction-pooled session whose request
+// waits for a backend from a full pool, and returns once it waits.
+func waitingSession(t *testing.T, script []byte) (sess *session, client *scriptConn, done chan struct{}) {
+	t.Helper()
+	pool := newFullPool()
+	sess, client, done = fullPoolSession(t, pool, script, true)
 	select {
 	case <-pool.waiting:
 	case <-time.After(5 * time.Second):

@@ -109,6 +109,8 @@ func FuzzStartup(f *testing.F) {
 	f.Add(cat([]byte{0, 0, 0, 8, 4, 0xd2, 0x16, 0x30}, user))
 	f.Add([]byte{0, 0, 0, 16, 4, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2})
 	f.Add([]byte{0, 0, 0, 8, 0, 3, 0, 2})
+	f.Add([]byte{0, 0, 0, 16, 4, 0xd2, 0x17, 0x0c, 0, 0, 0, 1, 0, 0, 0, 2}) // a peer's forwarded cancel
+	f.Add([]byte{0, 0, 0, 8, 4, 0xd2, 0x17, 0x0c})                          // one too short
 	f.Fuzz(func(t *testing.T, input []byte) {
 		sess, _, _ := runStartup(t, input)
 		if sess != nil && !bytes.Contains(input, []byte("md5ok")) {
