@@ -596,15 +596,15 @@ func (s *session) trackClose(r *bufio.Reader, n int) {
 		return
 	}
 	name, _, _ := bytes.Cut(b[6:], []byte{0})
-	s.cache.forgetStatement(string(name))
+	s.cache.forgetStatement(name)
 }
 
 // forgetStatement drops what the session knows of a prepared statement.
-func (c *cacheState) forgetStatement(name string) {
-	if name == "" {
+func (c *cacheState) forgetStatement(name []byte) {
+	if len(name) == 0 {
 		c.unnamed.forget()
 	}
-	delete(c.stmts, name)
+	delete(c.stmts, string(name))
 }
 
 // captureMessage adds an origin message of total bytes to the fill in

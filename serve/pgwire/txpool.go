@@ -359,7 +359,7 @@ func (s *session) refuseCancelled(r *bufio.Reader, typ byte, n int, msg []byte) 
 	if typ == 'P' && s.cache != nil {
 		// The cache saw the Parse (trackParse); the origin never did.
 		name, _, _ := bytes.Cut(msg[5:], []byte{0})
-		s.cache.forgetStatement(string(name))
+		s.cache.forgetStatement(name)
 	}
 	out := encodeError(nil, &Error{Severity: "ERROR", Code: CodeQueryCanceled,
 		Message: "canceling statement due to user request (freshet: it was waiting for an origin connection)"})
